@@ -1,0 +1,27 @@
+# The two commands of the README: `make farm` (set up + run the main job) and `make test` (the whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/pocket
+
+.PHONY: setup farm test export clean-nbs
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: it is the local CPU wheel; the package itself only declares a range (torch>=2.4).
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+farm: setup
+	$(VENV)/bin/alpacafarm farm --preset pocket --out $(OUT)
+
+test: setup
+	bash tools/test.sh
+
+export: setup
+	$(VENV)/bin/nbdev-export
+
+clean-nbs: setup
+	$(VENV)/bin/nbdev-clean
