@@ -36,4 +36,12 @@ d = { 'settings': { 'branch': 'main',
                                     'alpacafarm_nb.core.stable_uniform': ('core.html#stable_uniform', 'alpacafarm_nb/core.py'),
                                     'alpacafarm_nb.core.to_alpaca_eval': ('core.html#to_alpaca_eval', 'alpacafarm_nb/core.py'),
                                     'alpacafarm_nb.core.validate_records': ('core.html#validate_records', 'alpacafarm_nb/core.py'),
-                                    'alpacafarm_nb.core.write_records': ('core.html#write_records', 'alpacafarm_nb/core.py')}}}
+                                    'alpacafarm_nb.core.write_records': ('core.html#write_records', 'alpacafarm_nb/core.py')},
+            'alpacafarm_nb.data': { 'alpacafarm_nb.data._local_split_file': ('data.html#_local_split_file', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.format_example': ('data.html#format_example', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.format_prompt': ('data.html#format_prompt', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.load_alpaca_farm': ('data.html#load_alpaca_farm', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.load_eval_set': ('data.html#load_eval_set', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.reference_generator': ('data.html#reference_generator', 'alpacafarm_nb/data.py'),
+                                    'alpacafarm_nb.data.split_prompt_response': ( 'data.html#split_prompt_response',
+                                                                                  'alpacafarm_nb/data.py')}}}
