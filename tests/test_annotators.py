@@ -1,0 +1,297 @@
+"""`alpacafarm annotate` end to end against a real OpenAI-compatible HTTP server (tests/openai_server.py) started here:
+30% faulty requests, a SIGKILLed run resumed with a count of billed calls, concurrent processes on one cache,
+API keys never written, a budget cap, and the 805 shared evaluation instructions with the greedy judge + leaderboard."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from alpacafarm_nb.annotators import AnnotatorPool, annotate_pairs
+from alpacafarm_nb.core import read_records, write_records
+from openai_server import FakeJudgeServer, longer_wins
+
+ALPACAFARM = str(Path(sys.executable).parent / "alpacafarm")
+
+# greedy, with short timeouts and backoff so that faults cost little test time (Retry-After still honoured, capped at 1 s)
+FAST_POOL = """name: greedy_fast
+models: {strong: gpt-4o}
+prices: {gpt-4o: {input: 2.5, output: 10.0}}
+defaults: {backend: openai, api_key_env: OPENAI_API_KEY, timeout: 1.5, max_retries: 12, backoff_base: 0.02,
+           backoff_max: 0.3, retry_after_max: 1.0}
+annotators:
+  - {name: greedy, model: strong, template: greedy, batch_size: 1, temperature: 0.0, max_tokens: 16}
+"""
+
+
+def make_pairs(n):
+    """n distinct pairs, every third with an input; lengths differ so the simulated judge (longer wins) is unambiguous."""
+    out = []
+    for i in range(n):
+        l1 = 12 + (i * 7) % 31
+        l2 = l1 + (1 + i % 5) * (1 if i % 2 else -1)
+        out.append(dict(instruction=f"Question {i}: explain item {i}.", input=f"context {i}" if i % 3 == 0 else "",
+                        output_1="a" * l1, output_2="b" * max(l2, 1), generator_1="m1", generator_2="m2"))
+    return out
+
+
+def expected(p):
+    return 2.0 if len(p["output_2"]) > len(p["output_1"]) else 1.0
+
+
+def pair_id(ex):
+    """A pair regardless of the order it was shown in."""
+    return (ex["instruction"], ex.get("input") or "", frozenset([ex["output_1"], ex["output_2"]]))
+
+
+@pytest.fixture
+def pool_yaml(tmp_path):
+    p = tmp_path / "greedy_fast.yaml"
+    p.write_text(FAST_POOL)
+    return p
+
+
+def run_cli(args, env, timeout=300):
+    return subprocess.run([ALPACAFARM, "annotate", *args, "--no-progress"], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def cached_rows(path):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return [json.loads(e) for (e,) in con.execute("SELECT example FROM annotations")]
+    finally:
+        con.close()
+
+
+def test_30_percent_faults_every_pair_annotated_once(tmp_path, cli_env, pool_yaml):
+    pairs = make_pairs(60)
+    write_records(pairs, tmp_path / "pairs.jsonl")
+    rates = {"429": 0.06, "500": 0.06, "hang": 0.06, "nonjson": 0.06, "empty": 0.06}   # 30% of requests fail
+    with FakeJudgeServer(fault_rates=rates, fault_seed=1, hang_seconds=4) as srv:
+        r = run_cli(["--pairs", str(tmp_path / "pairs.jsonl"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
+                     "--concurrency", "8", "--out", str(tmp_path / "ann.json")], cli_env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert all(srv.faults[k] > 0 for k in rates), srv.faults              # every kind of fault really happened
+        assert srv.calls > 60 + 10
+        assert srv.billed == 60                                               # billed calls == unique pairs
+        assert set(Counter(pair_id(e) for e in srv.billed_examples).values()) == {1}
+    ann = read_records(tmp_path / "ann.json", "annotation")
+    assert [a["preference"] for a in ann] == [expected(p) for p in pairs]   # all annotated, in input order, right side
+    assert [a["instruction"] for a in ann] == [p["instruction"] for p in pairs]
+    assert "annotated 60/60 pairs" in r.stdout and "60 new judge answers" in r.stdout
+
+
+class Gate:
+    """A simulated judge that answers the first `k` requests, then holds every further request until released;
+    held requests are then dropped unanswered (and unbilled) when `abort` is set."""
+    def __init__(self, k):
+        self.k, self.n, self.lock, self.release, self.abort = k, 0, threading.Lock(), threading.Event(), False
+
+    def __call__(self, model, examples, seed):
+        with self.lock:
+            self.n += 1
+            n = self.n
+        if n > self.k:
+            self.release.wait(60)
+            if self.abort:
+                raise ConnectionAbortedError("client was killed")
+        return longer_wins(model, examples, seed)
+
+
+def test_kill_and_resume_pays_each_pair_once(tmp_path, cli_env, pool_yaml):
+    n, k = 80, 25
+    pairs = make_pairs(n)
+    write_records(pairs, tmp_path / "pairs.json")
+    cache = tmp_path / "cache.sqlite"
+    args = ["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--concurrency", "4",
+            "--cache", str(cache), "--out", str(tmp_path / "ann.json"), "--no-progress"]
+    gate = Gate(k)
+    with FakeJudgeServer(gate, latency=0.02) as srv:
+        proc = subprocess.Popen([ALPACAFARM, "annotate", *args, "--base-url", srv.base_url], env=cli_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        t0 = time.time()
+        while True:   # wait until the k answered pairs are committed to the cache (the rest are held in flight)
+            if cache.exists() and len(cached_rows(cache)) >= k: break
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() - t0 < 120, "the run made no progress"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert proc.returncode == -signal.SIGKILL
+        assert not (tmp_path / "ann.json").exists()                        # killed mid-run: no output yet
+        gate.abort = True; gate.release.set(); time.sleep(0.5)            # the held requests die unanswered
+        done_before = {pair_id(e) for e in cached_rows(cache)}
+        assert len(done_before) == k and srv.billed == k
+        gate.abort, gate.k = False, 10 ** 9
+        r = run_cli([*args[:-1], "--base-url", srv.base_url], cli_env)      # the same command again
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"{k} from the cache" in r.stdout and f"{n - k} new judge answers" in r.stdout
+        billed = Counter(pair_id(e) for e in srv.billed_examples)
+        assert srv.billed == n == len(billed)                              # billed calls == unique pairs
+        assert all(billed[p] == 1 for p in done_before)                     # no finished pair judged twice
+    ann = read_records(tmp_path / "ann.json", "annotation")
+    assert [a["preference"] for a in ann] == [expected(p) for p in pairs]
+
+
+def test_kill_at_a_random_moment_never_rejudges_a_finished_pair(tmp_path, cli_env, pool_yaml):
+    """No gate: SIGKILL whenever; a pair paid for but not yet saved at that instant may be paid again, a saved one never."""
+    n = 60
+    pairs = make_pairs(n)
+    write_records(pairs, tmp_path / "pairs.json")
+    cache = tmp_path / "cache.sqlite"
+    args = ["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--concurrency", "4",
+            "--cache", str(cache), "--out", str(tmp_path / "ann.json")]
+    with FakeJudgeServer(latency=0.05, fault_rates={"500": 0.1, "429": 0.05}, retry_after="0") as srv:
+        proc = subprocess.Popen([ALPACAFARM, "annotate", *args, "--base-url", srv.base_url, "--no-progress"], env=cli_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        t0 = time.time()
+        while not (cache.exists() and len(cached_rows(cache)) >= 15):
+            assert proc.poll() is None and time.time() - t0 < 120
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL); proc.wait(30)
+        time.sleep(0.3)                                                    # requests in flight finish on the server
+        saved = {pair_id(e) for e in cached_rows(cache)}
+        paid_unsaved = len(srv.billed_examples) - len(saved)
+        assert 0 <= paid_unsaved <= 4                                      # at most the requests in flight
+        r = run_cli([*args, "--base-url", srv.base_url], cli_env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        billed = Counter(pair_id(e) for e in srv.billed_examples)
+        assert len(billed) == n and srv.billed == n + paid_unsaved
+        assert all(billed[p] == 1 for p in saved)
+    assert [a["preference"] for a in read_records(tmp_path / "ann.json")] == [expected(p) for p in pairs]
+
+
+def test_concurrent_processes_share_one_cache(tmp_path, cli_env, pool_yaml):
+    pairs = make_pairs(40)
+    write_records(pairs[:30], tmp_path / "a.json"); write_records(pairs[10:], tmp_path / "b.json")
+    cache = tmp_path / "shared.sqlite"
+    with FakeJudgeServer(latency=0.01) as srv:
+        procs = [subprocess.Popen([ALPACAFARM, "annotate", "--pairs", str(tmp_path / f"{x}.json"), "--annotator", str(pool_yaml),
+                                   "--base-url", srv.base_url, "--cache", str(cache), "--out", str(tmp_path / f"ann_{x}.json"),
+                                   "--concurrency", "8", "--no-progress"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for x in "ab"]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-3000:]
+        assert 40 <= srv.billed <= 60                                      # overlapping pairs may be asked by both at once
+    con = sqlite3.connect(cache)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(*) FROM annotations").fetchone()[0] == 40
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    for x, sl in (("a", pairs[:30]), ("b", pairs[10:])):
+        assert [a["preference"] for a in read_records(tmp_path / f"ann_{x}.json")] == [expected(p) for p in sl]
+
+
+def test_api_key_is_never_written(tmp_path, cli_env, pool_yaml):
+    sentinel = "sk-SENTINEL-must-not-leak-4f7c1e"
+    env = dict(cli_env, OPENAI_API_KEY=sentinel)
+    write_records(make_pairs(12), tmp_path / "pairs.json")
+    cache = tmp_path / "cache.sqlite"
+    with FakeJudgeServer(fault_schedule=["500", "nonjson"]) as srv:
+        r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
+                     "--cache", str(cache), "--out", str(tmp_path / "ann.jsonl")], env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        r2 = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
+                      "--cache", str(cache)], env)                          # annotations on stdout
+    assert r2.returncode == 0
+    files = [p for p in tmp_path.iterdir() if p.is_file()]
+    assert any(p.name.startswith("cache.sqlite") for p in files) and (tmp_path / "ann.jsonl").exists()
+    for p in files:
+        assert sentinel.encode() not in p.read_bytes(), p
+    for text in (r.stdout, r.stderr, r2.stdout, r2.stderr):
+        assert sentinel not in text
+
+
+def test_budget_stops_before_it_is_exceeded(tmp_path, cli_env, pool_yaml):
+    write_records(make_pairs(30), tmp_path / "pairs.json")
+    with FakeJudgeServer() as srv:
+        r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
+                     "--budget", "0.004", "--out", str(tmp_path / "ann.json")], cli_env)
+        billed = srv.billed
+    assert r.returncode == 1, r.stderr[-3000:]                             # some pairs are missing
+    ann = read_records(tmp_path / "ann.json")
+    done = [a for a in ann if a["preference"] is not None]
+    assert 0 < len(done) < 30 and len(done) == billed
+    assert sum(a["price_per_example"] for a in done) <= 0.004
+    assert "budget $0.0040 reached" in r.stdout and "budget of $0.0040 reached" in r.stderr
+
+
+def test_one_broken_annotator_does_not_kill_the_pool(tmp_path):
+    """A retired model (HTTP 404) loses only its own pairs."""
+    pool = {"name": "two", "models": {"ok": "good-model", "gone": "retired-model"},
+            "defaults": {"backend": "openai", "timeout": 2, "backoff_base": 0.01},
+            "annotators": [{"name": "alive", "model": "ok", "template": "greedy"},
+                           {"name": "retired", "model": "gone", "template": "greedy"}]}
+    pairs = make_pairs(30)
+    with FakeJudgeServer(models=["good-model"]) as srv, pytest.warns(UserWarning, match="cannot work as configured"):
+        df = annotate_pairs(pairs, pool, base_url=srv.base_url, cache_path=tmp_path / "c.sqlite", progress=False)
+    alive = df["annotator"] == "alive"
+    assert 5 < alive.sum() < 25
+    assert df.loc[alive, "preference"].tolist() == [expected(p) for p, a in zip(pairs, alive) if a]
+    assert df.loc[~alive, "preference"].isna().all()
+
+
+@pytest.fixture
+def eval_files(shared):
+    outputs = shared / "alpaca_farm_examples" / "eval_gpt-3.5-turbo-0301.json"
+    reference = shared / "alpaca_eval" / "eval_set.jsonl"
+    if not (outputs.exists() and reference.exists()):
+        pytest.skip("shared eval files absent")
+    return outputs, reference
+
+
+def test_805_eval_instructions_with_greedy_then_leaderboard(tmp_path, cli_env, eval_files):
+    outputs, reference = eval_files
+    out = tmp_path / "ann.json"
+    with FakeJudgeServer() as srv:
+        t0 = time.time()
+        r = run_cli(["--annotator", "greedy", "--base-url", f"{srv.base_url}", "--outputs", str(outputs),
+                     "--reference", str(reference), "--out", str(out)], cli_env, timeout=600)
+        elapsed = time.time() - t0
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert srv.billed == 805
+    print(f"805 pairs annotated in {elapsed:.1f}s; {r.stdout.strip()}")
+    ann = read_records(out, "annotation")
+    assert len(ann) == 805 and all(a["preference"] in (1.0, 2.0) for a in ann)
+    assert {a["generator_1"] for a in ann} == {"text_davinci_003"} and {a["generator_2"] for a in ann} == {"gpt-3.5-turbo-0301"}
+    # the join is on instruction + input, not row order: each row holds the model's and the reference's output of its item
+    model = {(o["instruction"], o["input"]): o["output"] for o in json.loads(outputs.read_text())}
+    ref = {}
+    for line in reference.read_text().splitlines():
+        e = json.loads(line)
+        ref[(e["alpacafarm_instruction"], e["alpacafarm_input"] or "")] = e["output_text_davinci_003"]
+    assert all(a["output_2"] == model[(a["instruction"], a["input"])] for a in ann)
+    assert all(a["output_1"] == ref[(a["instruction"], a["input"])] for a in ann)
+    # the simulated judge prefers the longer output
+    for a in ann:
+        if len(a["output_1"]) != len(a["output_2"]):
+            assert a["preference"] == (2.0 if len(a["output_2"]) > len(a["output_1"]) else 1.0)
+    win_rate = 100 * sum(a["preference"] - 1 for a in ann) / len(ann)
+    lb = subprocess.run([ALPACAFARM, "leaderboard", str(out)], capture_output=True, text=True, env=cli_env, timeout=120)
+    assert lb.returncode == 0, lb.stderr[-3000:]
+    print(lb.stdout)
+    assert "gpt-3.5-turbo-0301" in lb.stdout and f"{win_rate:.2f}" in lb.stdout
+    # a fully cached re-run pays nothing
+    with FakeJudgeServer() as srv2:
+        r2 = run_cli(["--annotator", "greedy", "--base-url", srv2.base_url, "--outputs", str(outputs), "--reference",
+                      str(reference), "--out", str(tmp_path / "ann2.json")], cli_env)
+        assert r2.returncode == 0 and srv2.calls == 0
+    assert "805 from the cache" in r2.stdout
+
+
+def test_outputs_missing_from_the_reference_is_a_clear_error(tmp_path, cli_env, eval_files):
+    outputs, reference = eval_files
+    rows = json.loads(outputs.read_text())[:3] + [dict(instruction="Not an eval instruction", input="", output="x", generator="m")]
+    write_records(rows, tmp_path / "o.json")
+    r = run_cli(["--annotator", "greedy", "--base-url", "http://127.0.0.1:9/v1", "--outputs", str(tmp_path / "o.json"),
+                 "--reference", str(reference), "--out", str(tmp_path / "a.json")], cli_env)
+    assert r.returncode == 2 and "row 3, field 'instruction'" in r.stderr and "no reference output" in r.stderr
