@@ -62,12 +62,18 @@ def run_cli(args, env, timeout=300):
     return subprocess.run([ALPACAFARM, "annotate", *args, "--no-progress"], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def cached_rows(path):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+def cached_rows(path, polling=False):
+    """The pairs (as shown) in an annotation cache; while polling a starting run, a cache not yet created reads as empty."""
     try:
-        return [json.loads(e) for (e,) in con.execute("SELECT example FROM annotations")]
-    finally:
-        con.close()
+        con = sqlite3.connect(str(path), timeout=30)
+        try:
+            return [json.loads(e) for (e,) in con.execute("SELECT example FROM annotations")]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        if polling:
+            return []
+        raise
 
 
 def test_30_percent_faults_every_pair_annotated_once(tmp_path, cli_env, pool_yaml):
@@ -118,7 +124,7 @@ def test_kill_and_resume_pays_each_pair_once(tmp_path, cli_env, pool_yaml):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         t0 = time.time()
         while True:   # wait until the k answered pairs are committed to the cache (the rest are held in flight)
-            if cache.exists() and len(cached_rows(cache)) >= k: break
+            if cache.exists() and len(cached_rows(cache, polling=True)) >= k: break
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.time() - t0 < 120, "the run made no progress"
             time.sleep(0.1)
@@ -153,7 +159,7 @@ def test_kill_at_a_random_moment_never_rejudges_a_finished_pair(tmp_path, cli_en
         proc = subprocess.Popen([ALPACAFARM, "annotate", *args, "--base-url", srv.base_url, "--no-progress"], env=cli_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         t0 = time.time()
-        while not (cache.exists() and len(cached_rows(cache)) >= 15):
+        while not (cache.exists() and len(cached_rows(cache, polling=True)) >= 15):
             assert proc.poll() is None and time.time() - t0 < 120
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL); proc.wait(30)
@@ -258,10 +264,19 @@ def test_805_eval_instructions_with_greedy_then_leaderboard(tmp_path, cli_env, e
                      "--reference", str(reference), "--out", str(out)], cli_env, timeout=600)
         elapsed = time.time() - t0
         assert r.returncode == 0, r.stderr[-3000:]
-        assert srv.billed == 805
-    print(f"805 pairs annotated in {elapsed:.1f}s; {r.stdout.strip()}")
+        billed = srv.billed
+        srv.reset_counts()                                                   # a fully cached re-run pays nothing
+        t0 = time.time()
+        r2 = run_cli(["--annotator", "greedy", "--base-url", srv.base_url, "--outputs", str(outputs), "--reference",
+                      str(reference), "--out", str(tmp_path / "ann2.json")], cli_env)
+        elapsed2 = time.time() - t0
+        assert r2.returncode == 0 and srv.calls == 0, r2.stderr[-3000:]
+    print(f"805 pairs annotated in {elapsed:.1f}s (fully cached re-run {elapsed2:.1f}s); {r.stdout.strip()}")
     ann = read_records(out, "annotation")
-    assert len(ann) == 805 and all(a["preference"] in (1.0, 2.0) for a in ann)
+    same = [a for a in ann if a["output_1"] == a["output_2"]]                  # 6 model outputs equal the reference
+    assert len(ann) == 805 and billed == 805 - len(same) and len(same) < 20
+    assert all(a["preference"] == 1.5 for a in same) and all(a["preference"] in (1.0, 2.0) for a in ann if a not in same)
+    assert f"{805 - len(same)} new judge answers" in r.stdout and f"{len(same)} identical pairs" in r.stdout
     assert {a["generator_1"] for a in ann} == {"text_davinci_003"} and {a["generator_2"] for a in ann} == {"gpt-3.5-turbo-0301"}
     # the join is on instruction + input, not row order: each row holds the model's and the reference's output of its item
     model = {(o["instruction"], o["input"]): o["output"] for o in json.loads(outputs.read_text())}
@@ -280,12 +295,8 @@ def test_805_eval_instructions_with_greedy_then_leaderboard(tmp_path, cli_env, e
     assert lb.returncode == 0, lb.stderr[-3000:]
     print(lb.stdout)
     assert "gpt-3.5-turbo-0301" in lb.stdout and f"{win_rate:.2f}" in lb.stdout
-    # a fully cached re-run pays nothing
-    with FakeJudgeServer() as srv2:
-        r2 = run_cli(["--annotator", "greedy", "--base-url", srv2.base_url, "--outputs", str(outputs), "--reference",
-                      str(reference), "--out", str(tmp_path / "ann2.json")], cli_env)
-        assert r2.returncode == 0 and srv2.calls == 0
-    assert "805 from the cache" in r2.stdout
+    assert f"{805 - len(same)} from the cache" in r2.stdout and "cost $0.0000 new" in r2.stdout
+    assert [a["preference"] for a in read_records(tmp_path / "ann2.json")] == [a["preference"] for a in ann]
 
 
 def test_outputs_missing_from_the_reference_is_a_clear_error(tmp_path, cli_env, eval_files):
@@ -295,3 +306,19 @@ def test_outputs_missing_from_the_reference_is_a_clear_error(tmp_path, cli_env, 
     r = run_cli(["--annotator", "greedy", "--base-url", "http://127.0.0.1:9/v1", "--outputs", str(tmp_path / "o.json"),
                  "--reference", str(reference), "--out", str(tmp_path / "a.json")], cli_env)
     assert r.returncode == 2 and "row 3, field 'instruction'" in r.stderr and "no reference output" in r.stderr
+
+
+def test_annotate_samples_on_the_shared_multisamples(tmp_path, shared):
+    """AlpacaFarm's multisample file (8 instructions x 4 samples) becomes 16 adjacent pairs, annotated by a python judge."""
+    from alpacafarm_nb.annotators import annotate_samples, samples_to_pairs
+    f = shared / "alpaca_farm_examples" / "multisamples_sft.json"
+    if not f.exists():
+        pytest.skip("multisamples_sft.json absent")
+    rows = json.loads(f.read_text())
+    pairs = samples_to_pairs(rows)
+    assert len(pairs) == sum(len(r["output"]) // 2 for r in rows)
+    pool = {"name": "py", "annotators": [{"name": "longer", "backend": "python", "function": "alpacafarm_nb.judges:prefer_longer"}]}
+    df = annotate_samples(rows, pool, p_label_flip=0.0, cache_path=tmp_path / "c.sqlite", progress=False)
+    assert df["preference"].notna().all() and len(df) == len(pairs)
+    assert df["preference"].tolist() == [1.0 if len(p["output_1"]) > len(p["output_2"]) else 2.0 if len(p["output_2"]) > len(p["output_1"])
+                                         else 1.5 for p in pairs]
