@@ -209,6 +209,7 @@ def test_api_key_is_never_written(tmp_path, cli_env, pool_yaml):
         r2 = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
                       "--cache", str(cache)], env)                          # annotations on stdout
     assert r2.returncode == 0
+    assert sentinel not in r.stdout + r.stderr + r2.stdout + r2.stderr      # nor printed (logs, warnings, annotations)
     files = [p for p in tmp_path.iterdir() if p.is_file()]
     assert any(p.name.startswith("cache.sqlite") for p in files) and (tmp_path / "ann.jsonl").exists()
     for p in files:

@@ -94,6 +94,7 @@ def test_sampler_logprobs_match_teacher_forcing(base_dir):
     res = generate(model, tok, prompts, n=3, max_new_tokens=20, temperature=0.9, top_p=0.95, batch_size=4, seed=1)
     enc = encode_prompts(tok, prompts)
     tf = score_responses(model, [enc[r["prompt_index"]] for r in res], [r["token_ids"] for r in res], temperature=0.9)
+    assert len(res) == len(tf) == 9 and sum(len(r["token_ids"]) for r in res) > 0      # 3 samples per prompt, not vacuous
     for r, lp in zip(res, tf):
         torch.testing.assert_close(torch.tensor(r["logprobs"]), torch.tensor(lp), atol=1e-4, rtol=1e-4)
 

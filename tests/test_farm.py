@@ -1,0 +1,80 @@
+"""End-to-end: the main job `alpacafarm farm` (quick preset on every run; the full pocket preset checks the claims of the
+AlpacaFarm design: SFT10k far above the pretrained base, the strong scripted systems above SFT10k, with both judges)."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ALPACAFARM = str(Path(sys.executable).parent / "alpacafarm")
+
+
+def run_farm_cli(out, env, preset="pocket-quick", timeout=900, extra=()):
+    return subprocess.run([ALPACAFARM, "farm", "--preset", preset, "--out", str(out), "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def check_run_files(out):
+    lb = pd.read_csv(out / "leaderboard.csv", index_col=0)
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema_version"] == 1
+    assert set(res["leaderboard"]) == {"pool", "humans"}
+    for judge, rows in res["leaderboard"].items():
+        for r in rows:
+            assert 0 <= r["win_rate"] <= 100 and r["n_total"] > 0
+    for rel in [*res["files"]["outputs"].values(), *(p for d in res["files"]["annotations"].values() for p in d.values())]:
+        assert (out / rel).is_file(), rel
+    page = (out / "report.html").read_text()
+    assert "cdn.plot.ly" not in page and "<script" in page and "Plotly" in page  # plotly.js inline: works offline
+    return lb, res
+
+
+def test_farm_quick_and_resume(tmp_path, cli_env):
+    out = tmp_path / "run"
+    r = run_farm_cli(out, cli_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lb, res = check_run_files(out)
+    assert {"base", "sft10k", "pocket_gpt4", "pocket_llama"} <= set(lb.index)
+    assert list(lb.columns) == ["win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "n_total", "avg_length"]
+    # the annotation files are AlpacaEval format: `alpacafarm leaderboard` reads them and agrees with the farm
+    ann = out / res["files"]["annotations"]["pool"]["pocket_gpt4"]
+    r2 = subprocess.run([ALPACAFARM, "leaderboard", str(ann), "--out", str(tmp_path / "lb.csv")], capture_output=True, text=True, env=cli_env)
+    assert r2.returncode == 0, r2.stderr
+    assert abs(pd.read_csv(tmp_path / "lb.csv", index_col=0).loc["pocket_gpt4", "win_rate"] - lb.loc["pocket_gpt4", "win_rate_pool"]) < 1e-9
+    # re-running resumes: every stage is skipped, the results are the same, models are not retrained
+    mtime = (out / "models" / "sft10k" / "DONE.json").stat().st_mtime
+    r3 = run_farm_cli(out, cli_env)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    assert (out / "models" / "sft10k" / "DONE.json").stat().st_mtime == mtime
+    pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv", index_col=0), lb)
+
+
+def test_farm_killed_mid_run_resumes(tmp_path, cli_env):
+    "Kill the job during training; the same command finishes the run."
+    out = tmp_path / "run"
+    p = subprocess.Popen([ALPACAFARM, "farm", "--preset", "pocket-quick", "--out", str(out), "--no-progress"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "models" / "base" / "DONE.json").exists():
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "results.json").exists()
+    r = run_farm_cli(out, cli_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_run_files(out)
+
+
+def test_farm_pocket_full(tmp_path, cli_env):
+    "The README's main job on the full pocket world: the leaderboard orders the systems as AlpacaFarm's Table 2 does."
+    out = tmp_path / "pocket"
+    r = run_farm_cli(out, cli_env, preset="pocket", timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lb, res = check_run_files(out)
+    for judge in ("pool", "humans"):
+        wr = lb[f"win_rate_{judge}"]
+        assert wr["sft10k"] > wr["base"] + 10, (judge, wr.to_dict())      # SFT10k beats the pretrained base by a wide margin
+        assert wr["pocket_gpt4"] > wr["sft10k"] and wr["pocket_chatgpt"] > wr["sft10k"], (judge, wr.to_dict())
+        assert wr["pocket_gpt4"] > wr["pocket_llama"]
+    print(lb.round(2).to_string())
+    print(json.dumps(res["timings_s"]), res["peak_memory_mb"])
