@@ -36,8 +36,8 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 
-echo "== nbdev-test"
-nbdev-test --n-workers "${NBDEV_TEST_WORKERS:-2}" --timing
+echo "== nbdev-test (one torch thread per notebook: two notebooks run at once on two cores)"
+OMP_NUM_THREADS=1 nbdev-test --n-workers "${NBDEV_TEST_WORKERS:-2}" --timing
 
 echo "== pytest"
 python -m pytest -q tests "$@"
