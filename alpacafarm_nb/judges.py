@@ -610,18 +610,12 @@ class HFLogprobJudge(_LocalModelJudge):
     def cache_identity(self): return dict(self._ident(), aggregate=self.aggregate)
 
     def _scores(self, prompt, outputs):
-        import torch
+        # The one log-prob function (sampling.score_texts) encodes prompt and outputs exactly as SFT and sampling do
+        # (BOS + prompt, output tokens + EOS). Imported here: a plugin backend of this earlier module.
+        from alpacafarm_nb.sampling import score_texts
         model, tok = self._load()
-        p_ids = tok(prompt, add_special_tokens=False)['input_ids']
-        res = []
-        for out in outputs:
-            o_ids = tok(out, add_special_tokens=False)['input_ids']
-            if tok.eos_token_id is not None: o_ids = o_ids + [tok.eos_token_id]   # the answer must also end
-            ids = torch.tensor([p_ids + o_ids], device=self.device)
-            with torch.no_grad(): logits = model(ids, attention_mask=torch.ones_like(ids)).logits[0, :-1].float()
-            lp = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0][len(p_ids) - 1:]
-            res.append(float(lp.mean() if self.aggregate == 'mean' else lp.sum()))
-        return res
+        res = score_texts(model, tok, [prompt] * len(outputs), list(outputs))
+        return [r['logprob'] / max(1, r['n_tokens']) if self.aggregate == 'mean' else r['logprob'] for r in res]
 
 class RewardModelJudge(_LocalModelJudge):
     "Preference from the score difference of a sequence-classification (reward) model with one label."

@@ -13,12 +13,15 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .core import read_records, write_records, DataError
+import numpy as np
+
+from .core import read_records, write_records, DataError, stable_int
 from .data import format_prompt
 
 # %% auto #0
-__all__ = ['filter_logits', 'next_token', 'sample_batch', 'encode_prompts', 'generate', 'score_responses', 'time_sampling',
-           'generate_outputs', 'generate_cli']
+__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'sample_batch', 'encode_prompts', 'generate',
+           'encode_responses', 'collate_prompt_response', 'sequence_logprobs', 'response_logprobs', 'score_responses',
+           'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
 
 # %% ../nbs/31_sampling.ipynb #d5bf6535
 def filter_logits(logits:torch.Tensor, top_k:int=0, top_p:float=1.0) -> torch.Tensor:
@@ -34,8 +37,28 @@ def filter_logits(logits:torch.Tensor, top_k:int=0, top_p:float=1.0) -> torch.Te
         logits = logits.masked_fill(drop.scatter(-1, idx, drop), float('-inf'))
     return logits
 
-def next_token(logits:torch.Tensor, temperature:float=1.0, top_k:int=0, top_p:float=1.0, generator=None):
-    "Pick one token per row of `logits` (B, V); return (tokens (B,), log-probs (B,) under logits/temperature)."
+_MASK64 = (1 << 64) - 1
+
+def row_key(seed:int, prompt:str, sample_index:int) -> int:
+    "The 64-bit key of one sample's random stream: a function of (seed, prompt, sample index) only."
+    return stable_int(int(seed), str(prompt), int(sample_index), bits=64)
+
+def row_uniforms(keys:Sequence[int], n:int) -> torch.Tensor:
+    "Uniforms in (0, 1), shape (len(keys), n): the first `n` outputs of SplitMix64 started from each key (float64)."
+    with np.errstate(over='ignore'):
+        x = np.array([k & _MASK64 for k in keys], dtype=np.uint64)[:, None] + \
+            np.uint64(0x9E3779B97F4A7C15) * np.arange(1, n + 1, dtype=np.uint64)[None, :]
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return torch.from_numpy(((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53))
+
+def next_token(logits:torch.Tensor, temperature:float=1.0, top_k:int=0, top_p:float=1.0, uniforms:torch.Tensor|None=None,
+               generator=None):
+    """Pick one token per row of `logits` (B, V); return (tokens (B,), log-probs (B,) under logits/temperature).
+
+    With `uniforms` (B,) in (0, 1) the draw is by inverse CDF (each row's own randomness); without, `torch.multinomial`
+    with `generator` (one stream shared by the batch: what this module did before, kept for the benchmark)."""
     logits = logits.float()
     if temperature <= 0:
         logp = logits.log_softmax(-1)
@@ -44,7 +67,12 @@ def next_token(logits:torch.Tensor, temperature:float=1.0, top_k:int=0, top_p:fl
         scaled = logits / temperature
         logp = scaled.log_softmax(-1)
         probs = filter_logits(scaled, top_k, top_p).softmax(-1)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        if uniforms is None: tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            cdf = probs.cumsum(-1)
+            target = uniforms.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]
+            # the first token whose cumulative mass reaches the target; never a zero-probability token (target > 0)
+            tokens = torch.searchsorted(cdf, target).squeeze(-1).clamp(max=probs.shape[-1] - 1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 # %% ../nbs/31_sampling.ipynb #f81132bf
@@ -56,9 +84,12 @@ def _select_cache(past, keep:torch.Tensor):
 
 @torch.no_grad()
 def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Sequence[int], pad_token_id:int,
-                 max_new_tokens:int=128, temperature:float=1.0, top_k:int=0, top_p:float=1.0, generator=None,
-                 prune_finished:bool=True) -> list[dict]:
-    "Sample one continuation per prompt (token-id lists); return dicts with token_ids, logprobs, finish_reason."
+                 max_new_tokens:int=128, temperature:float=1.0, top_k:int=0, top_p:float=1.0, row_keys:Sequence[int]|None=None,
+                 generator=None, prune_finished:bool=True) -> list[dict]:
+    """Sample one continuation per prompt (token-id lists); return dicts with token_ids, logprobs, finish_reason.
+
+    `row_keys` (one `row_key` per prompt) gives each row its own random stream (batch-invariant sampling); without them
+    the rows share `generator`."""
     device = next(model.parameters()).device
     eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     B, L = len(prompt_ids), max(len(p) for p in prompt_ids)
@@ -73,8 +104,11 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
     logits, past, next_pos = out.logits[:, -1], out.past_key_values, pos[:, -1:] + 1
     rows = torch.arange(B, device=device)                    # original index of each row still in the batch
     toks = [[] for _ in range(B)]; lps = [[] for _ in range(B)]; reason = ['length'] * B
+    if row_keys is not None and len(row_keys) != B: raise ValueError(f"{len(row_keys)} row_keys for {B} prompts")
+    U = row_uniforms(row_keys, max_new_tokens) if row_keys is not None and temperature > 0 else None
     for step in range(max_new_tokens):
-        t, lp = next_token(logits, temperature, top_k, top_p, generator)
+        u = U[rows.cpu(), step] if U is not None else None
+        t, lp = next_token(logits, temperature, top_k, top_p, uniforms=u, generator=generator)
         done = torch.isin(t, eos)
         for r, ti, li, di in zip(rows.tolist(), t.tolist(), lp.tolist(), done.tolist()):
             toks[r].append(ti); lps[r].append(li)
@@ -127,7 +161,7 @@ def generate(model, tokenizer, prompts:Sequence[str], n:int=1, max_new_tokens:in
     enc = encode_prompts(tokenizer, prompts, (ctx - max_new_tokens) if ctx else None)
     jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
     order = sorted(range(len(jobs)), key=lambda k: -len(enc[jobs[k][0]]))   # stable: equal lengths keep input order
-    gen = torch.Generator(device=device).manual_seed(int(seed))
+    keys = [row_key(seed, prompts[i], j) for i, j in jobs]
     eos, pad = _eos_ids(model, tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _eos_ids(model, tokenizer)[0]
     results = [None] * len(jobs)
     batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
@@ -136,7 +170,8 @@ def generate(model, tokenizer, prompts:Sequence[str], n:int=1, max_new_tokens:in
         batches = tqdm(batches, desc='sampling', unit='batch')
     try:
         for b in batches:
-            outs = sample_batch(model, [enc[jobs[k][0]] for k in b], eos, pad, max_new_tokens, temperature, top_k, top_p, gen)
+            outs = sample_batch(model, [enc[jobs[k][0]] for k in b], eos, pad, max_new_tokens, temperature, top_k, top_p,
+                               row_keys=[keys[k] for k in b])
             for k, o in zip(b, outs):
                 i, j = jobs[k]
                 o['text'] = tokenizer.decode(o['token_ids'], skip_special_tokens=True)
@@ -146,26 +181,78 @@ def generate(model, tokenizer, prompts:Sequence[str], n:int=1, max_new_tokens:in
     return results
 
 # %% ../nbs/31_sampling.ipynb #60906a39
+IGNORE_INDEX = -100
+
+def encode_responses(tokenizer, responses:Sequence[str], add_eos:bool=True) -> list[list[int]]:
+    "Token ids of response texts as SFT trains on them and the sampler emits them: no BOS, the text's tokens, then EOS."
+    enc = tokenizer(list(responses), add_special_tokens=False)['input_ids']
+    if not add_eos: return enc
+    if tokenizer.eos_token_id is None: raise ValueError("the tokenizer has no EOS token to end responses with")
+    return [list(e) + [tokenizer.eos_token_id] for e in enc]
+
+def collate_prompt_response(prompt_ids:Sequence[Sequence[int]], response_ids:Sequence[Sequence[int]], pad_token_id:int=0) -> dict:
+    "Right-padded `input_ids`, `attention_mask` and `labels` (IGNORE_INDEX on prompt and padding) of prompt + response."
+    seqs = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
+    L = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), L), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(seqs), L), IGNORE_INDEX, dtype=torch.long)
+    attn = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, (p, x) in enumerate(zip(prompt_ids, seqs)):
+        if len(p) == 0: raise ValueError(f"prompt {i} is empty (encode prompts with encode_prompts: they start with BOS)")
+        ids[i, :len(x)] = torch.tensor(x); attn[i, :len(x)] = 1
+        labels[i, len(p):len(x)] = torch.tensor(x[len(p):], dtype=torch.long)
+    return dict(input_ids=ids, attention_mask=attn, labels=labels)
+
+def sequence_logprobs(model, input_ids:torch.Tensor, attention_mask:torch.Tensor, labels:torch.Tensor,
+                      temperature:float=1.0) -> torch.Tensor:
+    "log p(labels[:, t+1] | input_ids[:, :t+1]) at each labelled position, shape (B, L-1), 0 elsewhere; keeps gradients."
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits[:, :-1].float()
+    if temperature and temperature > 0 and temperature != 1.0: logits = logits / temperature
+    target = labels[:, 1:]
+    mask = target != IGNORE_INDEX
+    picked = logits.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
+    return (picked - logits.logsumexp(-1)).masked_fill(~mask, 0.0)
+
+def response_logprobs(model, prompt_ids:Sequence[Sequence[int]], response_ids:Sequence[Sequence[int]], temperature:float=1.0,
+                      pad_token_id:int=0) -> tuple[torch.Tensor, torch.Tensor]:
+    "(log-probs (B, R), mask (B, R)): the log-prob of each response token, aligned to the response; keeps gradients."
+    device = next(model.parameters()).device
+    b = {k: v.to(device) for k, v in collate_prompt_response(prompt_ids, response_ids, pad_token_id).items()}
+    lp = sequence_logprobs(model, **b, temperature=temperature)
+    R = max(1, max(len(r) for r in response_ids))
+    start = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)[:, None]
+    idx = (start + torch.arange(R, device=device)[None, :]).clamp(max=lp.shape[1] - 1)
+    mask = torch.arange(R, device=device)[None, :] < torch.tensor([len(r) for r in response_ids], device=device)[:, None]
+    return lp.gather(1, idx).masked_fill(~mask, 0.0), mask
+
 @torch.no_grad()
 def score_responses(model, prompt_ids:Sequence[Sequence[int]], response_ids:Sequence[Sequence[int]],
-                    temperature:float=1.0, batch_size:int=32) -> list[list[float]]:
-    "Per-token log-probs of each response given its prompt (teacher forcing), as lists of floats."
-    device = next(model.parameters()).device
-    T = temperature if temperature and temperature > 0 else 1.0
-    out = []
-    for s in range(0, len(prompt_ids), batch_size):
-        P, R = prompt_ids[s:s + batch_size], response_ids[s:s + batch_size]
-        seqs = [list(p) + list(r) for p, r in zip(P, R)]
-        L = max(len(x) for x in seqs)
-        ids = torch.zeros((len(seqs), L), dtype=torch.long); attn = torch.zeros_like(ids)
-        for i, x in enumerate(seqs): ids[i, L - len(x):] = torch.tensor(x); attn[i, L - len(x):] = 1
-        ids, attn = ids.to(device), attn.to(device)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        logp = (model(input_ids=ids, attention_mask=attn, position_ids=pos).logits.float() / T).log_softmax(-1)
-        tok_lp = logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)      # log p(ids[t+1] | ids[..t])
-        for i, r in enumerate(R):
-            out.append(tok_lp[i, L - 1 - len(r):].tolist() if len(r) else [])
+                    temperature:float=1.0, batch_size:int=32, pad_token_id:int=0) -> list[list[float]]:
+    "Per-token log-probs of each response given its prompt (teacher forcing, no gradients), as lists of floats."
+    was = model.training; model.eval()
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
+    out = [None] * len(order)
+    try:
+        for s in range(0, len(order), batch_size):
+            b = order[s:s + batch_size]
+            lp, mask = response_logprobs(model, [prompt_ids[i] for i in b], [response_ids[i] for i in b], temperature, pad_token_id)
+            for k, i in enumerate(b): out[i] = lp[k, :int(mask[k].sum())].tolist()
+    finally:
+        if was: model.train()
     return out
+
+def score_texts(model, tokenizer, prompts:Sequence[str], responses:Sequence[str], temperature:float=1.0, batch_size:int=32,
+                add_eos:bool=True) -> list[dict]:
+    "For prompt and response *texts*: per-token log-probs, their sum `logprob` and `n_tokens`, encoded as SFT and sampling do."
+    ctx = _max_context(model, tokenizer)
+    P, R = encode_prompts(tokenizer, prompts), encode_responses(tokenizer, responses, add_eos)
+    if ctx:   # keep the whole response; cut the prompt from the left if the pair does not fit the context
+        P = [p[-max(1, ctx - len(r)):] for p, r in zip(P, R)]
+        R = [r[:ctx - 1] for r in R]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tl = score_responses(model, P, R, temperature, batch_size, pad)
+    return [dict(token_logprobs=t, logprob=float(sum(t)), n_tokens=len(t)) for t in tl]
 
 # %% ../nbs/31_sampling.ipynb #da886368
 def time_sampling(model, tokenizer, prompts:Sequence[str], max_new_tokens:int=64, batch_size:int=64, use_hf:bool=False,
