@@ -1,4 +1,4 @@
-"""Pretraining the pocket base model, SFT, and the later methods that train by gradient descent (reward models, DPO-style losses) share this loop. It is deliberately small (one function, `train`), and everything that differs between methods is passed in: the examples, a `collate` function that turns examples into tensors, a `loss_fn` that returns a summed loss, and a `count_fn` that counts the units (tokens, pairs) it sums over.
+"""Pretraining the pocket base model, SFT, and the later methods that train by gradient descent (reward models, DPO-style losses) share this loop. It is deliberately small (one function, `train`), and everything that differs between methods is passed in: the examples (any dicts: the loop does not assume an `input_ids` key), a `collate` function that turns examples into tensors, a `loss_fn` that returns a summed loss (and, optionally, summed metrics such as reward accuracy or margins, logged next to the loss), and a `count_fn` that counts the units (tokens, pairs) it sums over.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/trainer.html.md"""
 
@@ -16,14 +16,17 @@ import torch
 import torch.nn.functional as F
 
 from .core import stable_rng, stable_hash, atomic_write_text
+from .config import Config
+from .sampling import IGNORE_INDEX, sequence_logprobs
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'TrainConfig', 'cosine_with_warmup', 'stream_indices', 'collate_lm', 'count_lm_units', 'lm_loss',
-           'latest_checkpoint', 'data_fingerprint', 'evaluate_loss', 'train', 'params_equal', 'accelerate_config_path']
+__all__ = ['TrainConfig', 'cosine_with_warmup', 'stream_indices', 'collate_lm', 'count_lm_units', 'lm_loss', 'example_length',
+           'count_tokens', 'split_loss', 'latest_checkpoint', 'data_fingerprint', 'evaluate', 'evaluate_loss', 'train',
+           'params_equal', 'accelerate_config_path']
 
 # %% ../nbs/32_trainer.ipynb #51dd0f80
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     "Hyper-parameters of `train` (see the notebook for what each does)."
     lr: float = 3e-4
     epochs: float = 1.0
@@ -45,15 +48,10 @@ class TrainConfig:
     report_to: str = 'auto'          # auto (tensorboard if installed, wandb if installed and WANDB_PROJECT set) | none | comma list
     progress: bool = True
 
-    @classmethod
-    def from_dict(cls, d:dict|None) -> 'TrainConfig':
-        "Build from a dict, rejecting unknown keys (a typo in a config file should fail loudly)."
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad: raise ValueError(f"unknown training option(s) {bad}; known: {sorted(names)}")
-        if 'betas' in d: d['betas'] = tuple(d['betas'])
-        return cls(**d)
+    def train_config(self) -> 'TrainConfig':
+        "Just the fields of `TrainConfig` (a method's config subclasses it and adds its own)."
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
 # %% ../nbs/32_trainer.ipynb #717ac9da
 def cosine_with_warmup(step:int, total:int, warmup:int, min_ratio:float=0.0) -> float:
@@ -73,8 +71,6 @@ def stream_indices(n:int, start:int, count:int, seed:int) -> list[int]:
     return out
 
 # %% ../nbs/32_trainer.ipynb #d26bf140
-IGNORE_INDEX = -100
-
 def collate_lm(examples:Sequence[dict], pad_token_id:int=0) -> dict:
     "Right-pad `input_ids` / `labels` lists into tensors with an attention mask."
     L = max(len(e['input_ids']) for e in examples)
@@ -92,10 +88,23 @@ def count_lm_units(batch:dict) -> int:
     return int((batch['labels'][:, 1:] != IGNORE_INDEX).sum())
 
 def lm_loss(model, batch:dict) -> torch.Tensor:
-    "Summed next-token cross-entropy over labelled positions."
-    logits = model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask']).logits
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch['labels'][:, 1:].flatten(),
-                           ignore_index=IGNORE_INDEX, reduction='sum')
+    "Summed next-token cross-entropy over labelled positions: minus the summed `sequence_logprobs`."
+    return -sequence_logprobs(model, batch['input_ids'], batch['attention_mask'], batch['labels']).sum()
+
+def example_length(example:dict) -> int:
+    "Sort key of an example: the total length of its list-valued fields (any keys, not only `input_ids`)."
+    return sum(len(v) for v in example.values() if isinstance(v, (list, tuple)))
+
+def count_tokens(batch:dict) -> int:
+    "Tokens in a collated batch: the sum of every `*attention_mask` tensor (0 if there is none)."
+    return int(sum(int(v.sum()) for k, v in batch.items() if k.endswith('attention_mask') and torch.is_tensor(v)))
+
+def split_loss(out) -> tuple[torch.Tensor, dict]:
+    "A `loss_fn` returns a summed loss, or (summed loss, {name: summed metric}); return both forms as (loss, metrics)."
+    if isinstance(out, tuple):
+        loss, metrics = out
+        return loss, {k: (v.detach().double() if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64)) for k, v in metrics.items()}
+    return out, {}
 
 # %% ../nbs/32_trainer.ipynb #8e8d2979
 def _ckpt_dir(out_dir:Path, step:int) -> Path: return out_dir/'checkpoints'/f'step_{step:07d}'
@@ -134,41 +143,58 @@ def _truncate_metrics(path:Path, step:int):
     atomic_write_text(path, ''.join(l + '\n' for l in keep))
 
 def data_fingerprint(examples:Sequence[dict]) -> str:
-    "A cheap fingerprint of the training examples (count and a hash of a few of them)."
-    probe = [examples[i] for i in sorted({0, len(examples) // 2, len(examples) - 1})] if examples else []
-    return stable_hash(len(examples), probe)
+    "A fingerprint of *all* the training examples (order included): a resume with changed data must be refused."
+    import hashlib
+    h = hashlib.sha256(str(len(examples)).encode())
+    for e in examples: h.update(json.dumps(e, sort_keys=True, default=str).encode()); h.update(b'\n')
+    return h.hexdigest()
 
 # %% ../nbs/32_trainer.ipynb #4bbca893
-def evaluate_loss(model, examples:Sequence[dict], collate:Callable, loss_fn:Callable=lm_loss,
-                  count_fn:Callable=count_lm_units, batch_size:int=64, accelerator=None) -> float:
-    "Mean loss per unit (token) over `examples`, sharded over processes when an accelerator is given."
+def evaluate(model, examples:Sequence[dict], collate:Callable, loss_fn:Callable=lm_loss, count_fn:Callable=count_lm_units,
+             batch_size:int=64, accelerator=None, length_fn:Callable=example_length) -> dict:
+    "{'loss': mean loss per unit, **metrics per unit} over `examples`, sharded over processes when an accelerator is given."
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     device = accelerator.device if accelerator else next(model.parameters()).device
     mine = list(examples)[rank::world]
     tot, units = torch.zeros((), device=device, dtype=torch.float64), torch.zeros((), device=device, dtype=torch.float64)
+    sums = {}
     was = model.training; model.eval()
     with torch.no_grad():
-        order = sorted(range(len(mine)), key=lambda i: len(mine[i]['input_ids']))
+        order = sorted(range(len(mine)), key=lambda i: length_fn(mine[i]))
         for s in range(0, len(order), batch_size):
             b = collate([mine[i] for i in order[s:s + batch_size]])
             b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
-            tot += loss_fn(model, b).double(); units += count_fn(b)
+            loss, metrics = split_loss(loss_fn(model, b))
+            tot += loss.double(); units += count_fn(b)
+            for k, v in metrics.items(): sums[k] = sums.get(k, 0) + v.to(device)
     if was: model.train()
-    if accelerator and world > 1: tot, units = accelerator.reduce(tot, 'sum'), accelerator.reduce(units, 'sum')
-    return float(tot / units.clamp(min=1))
+    if accelerator and world > 1:
+        tot, units = accelerator.reduce(tot, 'sum'), accelerator.reduce(units, 'sum')
+        sums = {k: accelerator.reduce(v, 'sum') for k, v in sums.items()}
+    n = units.clamp(min=1)
+    return dict(loss=float(tot / n), **{k: float(v / n) for k, v in sums.items()})
+
+def evaluate_loss(model, examples:Sequence[dict], collate:Callable, loss_fn:Callable=lm_loss,
+                  count_fn:Callable=count_lm_units, batch_size:int=64, accelerator=None) -> float:
+    "Mean loss per unit (token) over `examples` (see `evaluate` for the metrics too)."
+    return evaluate(model, examples, collate, loss_fn, count_fn, batch_size, accelerator)['loss']
 
 # %% ../nbs/32_trainer.ipynb #665a437a
 def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|dict|None=None,
           collate:Callable|None=None, val_examples:Sequence[dict]|None=None, loss_fn:Callable=lm_loss,
           count_fn:Callable=count_lm_units, tokenizer=None, resume:bool=False, stop_after:int|None=None,
-          run_name:str='train') -> dict:
+          run_name:str='train', length_fn:Callable=example_length) -> dict:
     """Train `model` on `examples`; save the final model (and `tokenizer`) to `out_dir`. Returns a summary dict.
+
+    `loss_fn(model, batch)` returns a summed loss, or `(loss, metrics)` with metrics summed over the same units; every
+    logged step has the loss and each metric divided by the step's units (e.g. `accuracy` for a reward model).
 
     `resume=True` continues from the latest complete checkpoint in `out_dir` (exactly: same data, RNG, optimizer state).
     `stop_after=k` stops after optimizer step k, as if the run were killed just after checkpointing (for tests)."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    cfg = cfg.train_config()   # the loop's own fields (a method's config may carry more)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if not examples: raise ValueError("no training examples")
     if collate is None:
@@ -233,43 +259,50 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
     if cfg.progress and acc.is_main_process:
         from tqdm.auto import tqdm
         pbar = tqdm(total=total, initial=step, desc=run_name, unit='step', dynamic_ncols=True)
-    t_start, tok_count, t_last, last_val = time.perf_counter(), 0, time.perf_counter(), None
+    t_start, tok_count, t_last, last_val, last_val_metrics = time.perf_counter(), 0, time.perf_counter(), None, {}
     run_tokens, run_t0 = 0, time.perf_counter()
     while step < total:
         idx = stream_indices(N, step * cfg.batch_size, cfg.batch_size, cfg.seed)
         mine = idx[rank * accum * cfg.micro_batch_size:(rank + 1) * accum * cfg.micro_batch_size]
-        mine = sorted(mine, key=lambda i: (len(examples[i]['input_ids']), i))
+        mine = sorted(mine, key=lambda i: (length_fn(examples[i]), i))
         micro = [collate([examples[i] for i in mine[a * cfg.micro_batch_size:(a + 1) * cfg.micro_batch_size]]) for a in range(accum)]
         micro = [{k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in micro]
         units = torch.tensor(float(sum(count_fn(b) for b in micro)), device=acc.device)
         if world > 1: units = acc.reduce(units, 'sum')
         units = units.clamp(min=1.0)
-        loss_sum, gnorm = 0.0, None
+        loss_sum, gnorm, metric_sums = 0.0, None, {}
         for b in micro:
             with acc.accumulate(model):
                 with acc.autocast():
-                    l = loss_fn(model, b)
+                    l, metrics = split_loss(loss_fn(model, b))
                 acc.backward(l * (world * accum) / units)     # DDP averages over processes, accelerate divides by accum
                 loss_sum += float(l.detach())
+                for k, v in metrics.items(): metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
                 if acc.sync_gradients:
                     if cfg.max_grad_norm: gnorm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            tok_count += int(b['attention_mask'].sum()) if 'attention_mask' in b else 0
+            tok_count += count_tokens(b)
         step += 1
-        if world > 1: loss_sum = float(acc.reduce(torch.tensor(loss_sum, device=acc.device), 'sum'))
+        if world > 1:
+            names = sorted(metric_sums)
+            red = acc.reduce(torch.tensor([loss_sum] + [metric_sums[k] for k in names], device=acc.device, dtype=torch.float64), 'sum').tolist()
+            loss_sum, metric_sums = red[0], dict(zip(names, red[1:]))
         train_loss = loss_sum / float(units)
+        train_metrics = {k: v / float(units) for k, v in metric_sums.items()}
         if pbar: pbar.update(1); pbar.set_postfix(loss=f'{train_loss:.3f}', lr=f'{sched.get_last_lr()[0]:.2e}')
         rec = None
         if step % max(1, cfg.log_every) == 0 or step == total:
             now = time.perf_counter()
             rec = dict(step=step, epoch=round(step * cfg.batch_size / N, 4), loss=train_loss, lr=sched.get_last_lr()[0],
                        grad_norm=float(gnorm) if gnorm is not None else None, tokens_per_s=tok_count * world / max(1e-9, now - t_last),
-                       elapsed_s=now - t_start)
+                       elapsed_s=now - t_start, **train_metrics)
             run_tokens += tok_count; tok_count, t_last = 0, now
         if val_examples and ((cfg.eval_every and step % cfg.eval_every == 0) or step == total):
-            last_val = evaluate_loss(model, val_examples, collate, loss_fn, count_fn, cfg.eval_batch_size, acc)
-            rec = rec or dict(step=step, epoch=round(step * cfg.batch_size / N, 4), loss=train_loss, lr=sched.get_last_lr()[0])
-            rec['val_loss'] = last_val
+            val = evaluate(model, val_examples, collate, loss_fn, count_fn, cfg.eval_batch_size, acc, length_fn)
+            last_val, last_val_metrics = val['loss'], {f'val_{k}': v for k, v in val.items() if k != 'loss'}
+            rec = rec or dict(step=step, epoch=round(step * cfg.batch_size / N, 4), loss=train_loss, lr=sched.get_last_lr()[0],
+                              elapsed_s=time.perf_counter() - t_start)
+            rec.update(val_loss=last_val, **last_val_metrics)
         if rec: log(rec)
         if (cfg.save_every and step % cfg.save_every == 0) or step == total or step == stop_after: save_checkpoint(step)
         if stop_after is not None and step >= stop_after and step < total:
@@ -284,7 +317,7 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
     acc.end_training()
     wall = time.perf_counter() - run_t0
     summary = dict(out_dir=str(out_dir), step=step, total_steps=total, stopped=False, val_loss=last_val, train_loss=None,
-                   seconds=wall, tokens=run_tokens * world, tokens_per_s=run_tokens * world / max(1e-9, wall))
+                   seconds=wall, tokens=run_tokens * world, tokens_per_s=run_tokens * world / max(1e-9, wall), **last_val_metrics)
     if metrics_path.is_file():
         last = [json.loads(l) for l in metrics_path.read_text().splitlines() if l.strip()]
         if last: summary['train_loss'] = last[-1].get('loss')
