@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['ConfigError', 'coerce', 'parse_sets', 'Config']
+__all__ = ['ConfigError', 'coerce', 'parse_sets', 'Config', 'add_config_args', 'read_config_file', 'config_from_args']
 
 # %% ../nbs/04_config.ipynb #e47d8e76
 class ConfigError(ValueError):
@@ -141,3 +141,34 @@ class Config:
         d = json.loads(p.read_text())
         d.pop('config_class', None)
         return cls.from_dict(d)
+
+# %% ../nbs/04_config.ipynb #bc7d82f3
+def add_config_args(parser, config_cls, default_preset:str|None='pocket'):
+    "Add `--preset`, `--config` and `--set` for `config_cls` to an argparse parser."
+    names = ', '.join(config_cls.presets) or '(none)'
+    parser.add_argument('--preset', default=default_preset, help=f'named hyperparameters: {names} (default: %(default)s)')
+    parser.add_argument('--config', default=None, metavar='FILE', help='YAML/JSON mapping of hyperparameters (applied after the preset)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help=f'override one hyperparameter (repeatable), e.g. --set lr=1e-4; keys: {", ".join(config_cls.field_types())}')
+    return parser
+
+def read_config_file(path:str|Path) -> dict:
+    "A YAML/JSON mapping of hyperparameters; `ConfigError` naming the file when it is not one."
+    import yaml
+    p = Path(path)
+    if p.is_dir(): raise ConfigError(f"{p}: is a directory, expected a YAML/JSON config file")
+    if not p.is_file(): raise ConfigError(f"{p}: no such config file")
+    try: d = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f"{p}: not valid YAML/JSON: {' '.join(str(e).split())}") from None
+    if not isinstance(d, dict): raise ConfigError(f"{p}: expected a mapping of hyperparameters, got {type(d).__name__}")
+    d.pop('config_class', None)
+    return d
+
+def config_from_args(config_cls, args, **explicit):
+    "Resolve `config_cls` from parsed `--preset/--config/--set` and `explicit` field values (None ignored)."
+    over = read_config_file(args.config) if getattr(args, 'config', None) else {}
+    over.pop('preset', None)
+    try: over.update(parse_sets(getattr(args, 'set', None) or []))
+    except ConfigError: raise
+    over.update({k: v for k, v in explicit.items() if v is not None})
+    return config_cls.resolve(getattr(args, 'preset', None), over)
