@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from . import __version__
-from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash
+from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'PRESETS', 'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'evaluation_stages', 'run_farm',
@@ -378,10 +378,14 @@ def farm_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else s.runs_dir/a.preset
+    if out.exists() and not out.is_dir():
+        print(f"alpacafarm farm: error: --out {out} is a file, not a folder", file=sys.stderr); return 2
     if a.dry_run:
         for name, what in plan_farm(out, a.preset, a.seed, a.force).items(): print(f"{name}: {what}")
         return 0
-    res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress)
+    try: res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress)
+    except (DataError, OSError, ValueError) as e:   # bad input (an --out that is a file, unwritable, a broken file): one line, exit 2
+        print(f"alpacafarm farm: error: {e}", file=sys.stderr); return 2
     board = pd.read_csv(out/'leaderboard.csv', index_col=0)
     print(board.round(2).to_string())
     print(f"\nwrote {out/'leaderboard.csv'}, {out/'results.json'}, {out/'report.html'} in {res['timings_s']['total']:.0f} s")

@@ -98,6 +98,19 @@ def test_farm_preset_change_redoes_everything(tmp_path, cli_env):
     assert set(dict(line.split(": ", 1) for line in r.stdout.strip().splitlines()).values()) == {"skip"}
 
 
+def test_farm_bad_out_and_corrupt_stage_file(tmp_path, cli_env):
+    "--out that is a file: one line, exit 2, nothing done. A corrupt stage file: a warning, and that stage is redone."
+    f = tmp_path / "afile"; f.write_text("x")
+    r = run_farm_cli(f, cli_env)
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    out = tmp_path / "run"
+    assert run_farm_cli(out, cli_env).returncode == 0
+    (out / "stages" / "outputs_pocket_gpt4.json").write_text('{"identity": "abc", "summ')
+    r = run_farm_cli(out, cli_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "unreadable" in r.stderr and "outputs_pocket_gpt4: run" in r.stderr and "sft10k: done before, skipped" in r.stderr
+
+
 def test_farm_pocket_full(tmp_path, cli_env):
     "The README's main job on the full pocket world: the leaderboard orders the systems as AlpacaFarm's Table 2 does."
     out = tmp_path / "pocket"

@@ -131,3 +131,37 @@ def test_pocket_sft_follows_instructions(tmp_path):
         q[name] = sum(quality(r["instruction"], r["input"], r["output"]) for r in outs) / len(outs)
     print(q)
     assert q["sft"] > q["base"] + 0.2
+
+
+def test_one_logprob_for_sampler_judge_and_sft_loss(base_dir, world, tmp_path):
+    """The same texts get the same log-prob (1e-4) from the sampler, the `hf_logprob` judge, the one log-prob function and
+    the SFT loss: all encode BOS + prompt, then the response tokens (+ EOS where the response must end)."""
+    from alpacafarm_nb.judges import make_judge
+    from alpacafarm_nb.sampling import encode_responses, score_texts
+    from alpacafarm_nb.methods.sft import tokenize_sft
+    from alpacafarm_nb.trainer import collate_lm, lm_loss
+    model, tok = load_policy(base_dir)
+    rows = world.splits["eval"][:20]
+    prompts = [format_prompt(r["instruction"], r["input"]) for r in rows]
+    res = generate(model, tok, prompts, n=2, max_new_tokens=4, temperature=1.0, seed=0)
+    # texts that re-encode to the sampled ids (short samples of an untrained model mostly do); EOS-ended ones keep their EOS
+    same = [r for r in res if encode_responses(tok, [r["text"]], add_eos=r["finish_reason"] == "eos")[0] == r["token_ids"]]
+    assert len(same) >= 5, len(same)
+    judge = make_judge(dict(backend="hf_logprob", model=str(base_dir), aggregate="sum", name="lp"))
+    for r in same:
+        prompt, text = prompts[r["prompt_index"]], r["text"]
+        with_eos = score_texts(model, tok, [prompt], [text])[0]["logprob"]
+        if r["finish_reason"] == "eos":
+            assert abs(sum(r["logprobs"]) - with_eos) < 1e-4                        # sampler == primitive
+        else:
+            assert abs(sum(r["logprobs"]) - score_texts(model, tok, [prompt], [text], add_eos=False)[0]["logprob"]) < 1e-4
+        pair = dict(instruction=rows[r["prompt_index"]]["instruction"], input=rows[r["prompt_index"]]["input"], output_1=text, output_2="x")
+        assert abs(json.loads(judge.judge_batch([pair])[0]["raw_completion"])["score_1"] - with_eos) < 1e-4   # judge == primitive
+        ex = tokenize_sft([dict(instruction=pair["instruction"], input=pair["input"], output=text)], tok, max_length=10_000)
+        with torch.no_grad(): sft_lp = -float(lm_loss(model, collate_lm(ex, tok.pad_token_id)))
+        assert abs(sft_lp - with_eos) < 1e-4                                              # SFT loss == primitive
+    # the old bug: without BOS the same text scores differently (so the check above is not vacuous)
+    p_ids = tok(prompts[0], add_special_tokens=False)["input_ids"]
+    r_ids = encode_responses(tok, ["the answer"])[0]
+    no_bos = score_responses(model, [p_ids], [r_ids])[0]
+    assert abs(sum(no_bos) - score_texts(model, tok, [prompts[0]], ["the answer"])[0]["logprob"]) > 1e-3
