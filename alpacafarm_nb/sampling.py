@@ -19,9 +19,9 @@ from .core import read_records, write_records, DataError, stable_int
 from .data import format_prompt
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'sample_batch', 'encode_prompts', 'generate',
-           'encode_responses', 'collate_prompt_response', 'sequence_logprobs', 'response_logprobs', 'score_responses',
-           'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
+__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'sample_batch', 'encode_prompts',
+           'check_sampling_args', 'generate', 'encode_responses', 'collate_prompt_response', 'sequence_logprobs',
+           'response_logprobs', 'score_responses', 'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
 
 # %% ../nbs/31_sampling.ipynb #d5bf6535
 def filter_logits(logits:torch.Tensor, top_k:int=0, top_p:float=1.0) -> torch.Tensor:
@@ -150,10 +150,19 @@ def encode_prompts(tokenizer, prompts:Sequence[str], max_prompt_tokens:int|None=
     if max_prompt_tokens: enc = [e[-max_prompt_tokens:] for e in enc]
     return enc
 
+def check_sampling_args(n:int=1, max_new_tokens:int=1, temperature:float=1.0, top_p:float=1.0, top_k:int=0, batch_size:int=1):
+    "Refuse values that would silently mean something else (a negative temperature is not greedy decoding)."
+    if n < 1: raise ValueError(f"n must be >= 1, got {n}")
+    if max_new_tokens < 1: raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not (temperature >= 0 and math.isfinite(temperature)): raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0 < top_p <= 1: raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k < 0: raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
 def generate(model, tokenizer, prompts:Sequence[str], n:int=1, max_new_tokens:int=128, temperature:float=1.0,
              top_p:float=1.0, top_k:int=0, batch_size:int=64, seed:int=0, progress:bool=False) -> list[dict]:
     "Sample `n` completions per prompt; return one dict per sample (in order prompt 0 sample 0..n-1, prompt 1 ...)."
-    if n < 1: raise ValueError("n must be >= 1")
+    check_sampling_args(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, batch_size=batch_size)
     device = next(model.parameters()).device
     was_training = model.training; model.eval()
     ctx = _max_context(model, tokenizer)
@@ -326,7 +335,9 @@ def generate_cli(argv:list[str]|None=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:  # bad input (file, model folder) is one line on stderr and exit code 2, not a traceback
+    try:  # bad input (flags, file, model folder) is one line on stderr and exit code 2, not a traceback
+        check_sampling_args(n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size)
+        if a.limit is not None and a.limit < 1: raise ValueError(f"--limit must be >= 1, got {a.limit}")
         rows = read_records(a.instructions, kind='instruction')
         if a.limit: rows = rows[:a.limit]
         out = generate_outputs(a.model, rows, generator=a.generator, n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,

@@ -165,3 +165,14 @@ def test_one_logprob_for_sampler_judge_and_sft_loss(base_dir, world, tmp_path):
     r_ids = encode_responses(tok, ["the answer"])[0]
     no_bos = score_responses(model, [p_ids], [r_ids])[0]
     assert abs(sum(no_bos) - score_texts(model, tok, [prompts[0]], ["the answer"])[0]["logprob"]) > 1e-3
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--set", "lr=abc"], "lr expects a number, got 'abc'"),
+    (["--set", "learning_rate=1e-3"], "unknown SFTConfig option(s) learning_rate"),
+])
+def test_train_cli_bad_config_is_one_line(args, msg, base_dir, tmp_path, cli_env):
+    "Bad hyperparameters fail at once (before loading data or models): one line on stderr, exit code 2, no traceback."
+    r = subprocess.run([ALPACAFARM, "train", "sft", "--model", str(base_dir), "--data", str(tmp_path / "none.json"),
+                        "--out", str(tmp_path / "o"), *args], capture_output=True, text=True, env=cli_env, timeout=120)
+    assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
