@@ -282,14 +282,16 @@ def to_alpaca_eval(rows:Iterable[Mapping]) -> list[dict]:
     return out
 
 # %% ../nbs/00_core.ipynb #8b4a3867
-LIST_RE = re.compile(r'^[ \t]*(?:[•*\-]|\d+[.)]|[A-Za-z][.)])[ \t]+\w', re.M)
+# AlpacaEval's three patterns (bullet, number, letter) as one: `\W*` is the punctuation between the marker and the word
+# (`\s` is part of `\W`); only a letter marker needs white space after it.
+LIST_RE = re.compile(r'^\s*(?:[*•-]|\d+[.)]|[A-Za-z][.)]\s)\W*\w', re.M)
 
 def is_list_line(line:str) -> bool:
-    "Whether `line` is a list item (bullet •/*/-, number 1./1) or letter a./a), then white space and a word)."
+    "Whether `line` is a list item: bullet */•/- or number 1./1) (then punctuation or spaces), or letter a./a) then a space, then a word."
     return bool(LIST_RE.match(line or ''))
 
 def has_list(text:str) -> bool:
-    "Whether `text` contains a list item at the start of any of its lines."
+    "Whether `text` has a list item at the start of any of its lines (AlpacaEval's `contains_list`)."
     return bool(LIST_RE.search(text or ''))
 
 # %% ../nbs/00_core.ipynb #91068638

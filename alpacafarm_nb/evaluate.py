@@ -13,13 +13,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import (DataError, print_table_result, alpaca_eval_instruction, read_records, shared_data, stable_rng,
+from .core import (DataError, print_table_result, alpaca_eval_instruction, read_df, read_records, shared_data, stable_rng,
                                  validate_records, _is_missing)
 
 # %% auto #0
-__all__ = ['STAT_COLUMNS', 'LC_COLUMNS', 'clean_preferences', 'discretize_preferences', 'win_rate_stats', 'read_annotations',
-           'leaderboard', 'pair_with_reference', 'evaluate_outputs', 'length_feature', 'instruction_difficulty',
-           'fit_length_controlled', 'length_controlled', 'bootstrap_ci', 'paired_test', 'leaderboard_cli']
+__all__ = ['STAT_COLUMNS', 'LC_COLUMNS', 'LC_CS', 'LC_LAMBDA', 'MIN_LC_ROWS', 'clean_preferences', 'discretize_preferences',
+           'win_rate_stats', 'read_annotations', 'leaderboard', 'pair_with_reference', 'evaluate_outputs',
+           'length_feature', 'fit_judge_model', 'instruction_difficulty', 'judge_length_slope', 'fit_length_controlled',
+           'read_difficulty', 'length_controlled', 'bootstrap_ci', 'paired_test', 'leaderboard_cli']
 
 # %% ../nbs/20_evaluate.ipynb #0b338a52
 STAT_COLUMNS = ['win_rate', 'standard_error', 'n_wins', 'n_wins_base', 'n_draws', 'n_total', 'discrete_win_rate', 'avg_length']
@@ -98,8 +99,15 @@ def _to_frame(annotations) -> pd.DataFrame:
 def leaderboard(annotations:pd.DataFrame|str|Path|Sequence, lc:bool=False, n_instructions:int|None=None,
                 difficulty:pd.Series|None=None, **lc_kwargs) -> pd.DataFrame:
     "Win-rate table, one row per `generator_2`, sorted by win rate; with `lc` the length-controlled columns too."
+    # options that would otherwise be silently ignored are errors
+    if difficulty is not None and not lc: raise ValueError("a difficulty is used only by the length-controlled win rate; add --lc (lc=True) or drop it")
+    if n_instructions is not None and (isinstance(n_instructions, bool) or int(n_instructions) != n_instructions or n_instructions <= 0):
+        raise ValueError(f"the number of instructions must be a positive integer, got {n_instructions!r}")
     df = _to_frame(annotations)
     if n_instructions is None: n_instructions = df['_key'].nunique()
+    most = df.groupby('generator_2')['_key'].nunique()
+    if (most > n_instructions).any():
+        raise ValueError(f"{n_instructions} instructions given, but model {most.idxmax()!r} was judged on {most.max()} distinct instructions")
     rows = {}
     for model, g in df.groupby('generator_2', sort=False):
         n_dup = int(g['_key'].duplicated().sum())
@@ -156,102 +164,168 @@ def evaluate_outputs(outputs, reference, annotate, allow_missing:bool=False, mod
 # %% ../nbs/20_evaluate.ipynb #44537d0c
 def _sigmoid(z): return 1 / (1 + np.exp(-z))
 
+LC_CS = tuple(np.logspace(-4, 4, 10))   # AlpacaEval's grid (LogisticRegressionCV's default Cs=10)
+LC_LAMBDA = 0.2                         # AlpacaEval's weight of the gamed-baseline rows (regularize_to_baseline_lambda)
+MIN_LC_ROWS = 20                        # fewer judged rows than this: no LC for that model (a warning says so)
+
 def length_feature(len_reference, len_model) -> np.ndarray:
     "tanh(delta / std(delta)) with delta = len(reference) - len(model) (chars); 0 where all deltas are equal."
     delta = np.asarray(len_reference, dtype=float) - np.asarray(len_model, dtype=float)
     sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
     return np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
 
-def _duplicate_soft(X, y):
-    "Rows twice: label 1 with weight y and label 0 with weight 1-y (log-loss with soft labels)."
-    n = len(y)
-    return np.vstack([X, X]) if not hasattr(X, 'tocsr') else _sp_vstack(X), np.r_[np.ones(n), np.zeros(n)], np.r_[y, 1 - y]
-
-def _sp_vstack(X):
-    import scipy.sparse as sp
-    return sp.vstack([X, X]).tocsr()
-
-def _soft_log_loss(y, p):
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-def _prepared(df:pd.DataFrame) -> pd.DataFrame:
-    df = _to_frame(df)
-    y = np.array([_as_float(v) for v in df['preference']])
-    y = np.where(y == 0, 1.5, y) - 1
-    df = df.assign(_y=y)
-    return df[(df['_y'] >= 0) & (df['_y'] <= 1)].copy()
-
-def instruction_difficulty(annotations, C:float=1.0) -> pd.Series:
-    "Per-instruction difficulty (centred logit effect) estimated jointly over all models, with a shared length term."
+def _fit_soft_l1(X, y, C:float, w=None, seed:int=0):
+    "L1 logistic regression (liblinear, no intercept) on soft labels `y` in [0, 1]: each row twice, as 1 (weight w*y) and 0 (w*(1-y))."
     from sklearn.linear_model import LogisticRegression
     import scipy.sparse as sp
-    df = _prepared(annotations)
-    models, keys = sorted(df['generator_2'].unique()), sorted(df['_key'].unique())
-    mi = df['generator_2'].map({m: i for i, m in enumerate(models)}).to_numpy()
-    ki = df['_key'].map({k: i for i, k in enumerate(keys)}).to_numpy()
-    n, r = len(df), np.arange(len(df))
-    lf = np.zeros(n)
-    for m, idx in df.groupby('generator_2').indices.items():
-        g = df.iloc[idx]; lf[idx] = length_feature(g['output_1'].str.len(), g['output_2'].str.len())
-    X = sp.hstack([sp.csr_matrix((np.ones(n), (r, mi)), shape=(n, len(models))),
-                   sp.csr_matrix((np.ones(n), (r, ki)), shape=(n, len(keys))), sp.csr_matrix(lf[:, None])]).tocsr()
-    Xd, yd, wd = _duplicate_soft(X, df['_y'].to_numpy())
-    fit = LogisticRegression(C=C, fit_intercept=False, max_iter=5000).fit(Xd, yd, sample_weight=wd)
-    d = fit.coef_[0][len(models):len(models) + len(keys)]
-    return pd.Series(d - d.mean(), index=pd.Index(keys, name='instruction'), name='difficulty')
+    w = np.ones(len(y)) if w is None else np.asarray(w, float)
+    X2 = sp.vstack([X, X]).tocsr() if sp.issparse(X) else np.vstack([X, X])
+    return LogisticRegression(C=C, l1_ratio=1.0, solver='liblinear', fit_intercept=False, max_iter=1000, random_state=seed).fit(
+        X2, np.r_[np.ones(len(y)), np.zeros(len(y))], sample_weight=np.r_[w * y, w * (1 - y)])
 
-def fit_length_controlled(y, len_reference, len_model, difficulty, Cs:Sequence[float]|None=None,
-                          n_splits:int=5, seed:int=0) -> dict:
-    "Per-model L1 logistic GLM (length, difficulty, constant), C by grouped CV; LC win rate and its standard error."
-    from sklearn.linear_model import LogisticRegression
-    y, d = np.asarray(y, dtype=float), np.asarray(difficulty, dtype=float)
-    X = np.c_[length_feature(len_reference, len_model), d, np.ones(len(y))]
-    Cs = list(Cs) if Cs is not None else list(np.logspace(-3, 3, 13))
-    make = lambda C: LogisticRegression(C=C, l1_ratio=1.0, solver='liblinear', fit_intercept=False, max_iter=1000, random_state=seed)
-    folds = np.array([i % n_splits for i in stable_rng('lc-folds', seed, len(y)).permutation(len(y))])
-    cv_loss = []
+def _soft_log_loss(y, p, w=None):
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return -np.average(y * np.log(p) + (1 - y) * np.log(1 - p), weights=w)
+
+def _fit_soft_l1_cv(X, y, w=None, Cs:Sequence[float]=LC_CS, n_splits:int=5, seed:int=0):
+    "`_fit_soft_l1` with C chosen by `n_splits`-fold cross-validation of the (weighted) soft log-loss; folds of rows."
+    w = np.ones(len(y)) if w is None else np.asarray(w, float)
+    folds = stable_rng('lc-folds', seed, len(y)).permutation(len(y)) % n_splits
+    losses = []
     for C in Cs:
         loss = 0.0
         for k in range(n_splits):
             tr, te = folds != k, folds == k
-            if te.sum() == 0 or tr.sum() == 0: continue
-            Xd, yd, wd = _duplicate_soft(X[tr], y[tr])
-            m = make(C).fit(Xd, yd, sample_weight=wd)
-            loss += _soft_log_loss(y[te], m.predict_proba(X[te])[:, 1]) * te.sum()
-        cv_loss.append(loss / len(y))
-    C = Cs[int(np.argmin(cv_loss))]
-    Xd, yd, wd = _duplicate_soft(X, y)
-    theta = make(C).fit(Xd, yd, sample_weight=wd).coef_[0]
+            if te.any() and tr.any():
+                loss += _soft_log_loss(y[te], _fit_soft_l1(X[tr], y[tr], C, w[tr], seed).predict_proba(X[te])[:, 1], w[te]) * w[te].sum()
+        losses.append(loss)
+    C = Cs[int(np.argmin(losses))]
+    return _fit_soft_l1(X, y, C, w, seed), C
+
+def _prepared(df:pd.DataFrame) -> pd.DataFrame:
+    "Valid rows with `_y` = preference - 1 in [0, 1] (0 -> draw) and `_lf`, the length feature of each model's rows."
+    df = _to_frame(df)
+    y = np.array([_as_float(v) for v in df['preference']])
+    y = np.where(y == 0, 1.5, y) - 1
+    df = df.assign(_y=y)
+    df = df[(df['_y'] >= 0) & (df['_y'] <= 1)].copy()
+    df['_lf'] = 0.0
+    for _, idx in df.groupby('generator_2', sort=False).indices.items():
+        g = df.iloc[idx]
+        df.iloc[idx, df.columns.get_loc('_lf')] = length_feature(g['output_1'].str.len(), g['output_2'].str.len())
+    return df
+
+def fit_judge_model(annotations, Cs:Sequence[float]=LC_CS, seed:int=0) -> tuple[pd.Series, float]:
+    """A model of the judge fitted jointly over all models: an L1 logistic GLM of the soft preference with a bias per
+    model, one length slope shared by all models and an effect per instruction (C by 5-fold CV).
+    Returns (the instruction effects, i.e. the difficulty; the length slope)."""
+    import scipy.sparse as sp
+    df = _prepared(annotations)
+    models, keys = list(pd.unique(df['generator_2'])), sorted(df['_key'].unique())
+    mi = df['generator_2'].map({m: i for i, m in enumerate(models)}).to_numpy()
+    ki = df['_key'].map({k: i for i, k in enumerate(keys)}).to_numpy()
+    n, r = len(df), np.arange(len(df))
+    X = sp.hstack([sp.csr_matrix((np.ones(n), (r, mi)), shape=(n, len(models))), sp.csr_matrix(df['_lf'].to_numpy()[:, None]),
+                   sp.csr_matrix((np.ones(n), (r, ki)), shape=(n, len(keys)))]).tocsr()
+    fit, _ = _fit_soft_l1_cv(X, df['_y'].to_numpy(), Cs=Cs, seed=seed)
+    coef = fit.coef_[0]
+    return pd.Series(coef[len(models) + 1:], index=pd.Index(keys, name='instruction'), name='difficulty'), float(coef[len(models)])
+
+def instruction_difficulty(annotations, Cs:Sequence[float]=LC_CS, seed:int=0) -> pd.Series:
+    "Per-instruction difficulty: the instruction effects of `fit_judge_model`."
+    return fit_judge_model(annotations, Cs, seed)[0]
+
+def judge_length_slope(df:pd.DataFrame, difficulty:np.ndarray) -> tuple[float, float]:
+    "(length slope, difficulty coefficient) of the judge for given difficulties: one logistic GLM over all models with a bias per model."
+    from sklearn.linear_model import LogisticRegression
+    models = list(pd.unique(df['generator_2']))
+    X = np.c_[df['_lf'].to_numpy(), difficulty, (df['generator_2'].to_numpy()[:, None] == np.array(models)[None, :]).astype(float)]
+    y = df['_y'].to_numpy()
+    fit = LogisticRegression(C=1e4, fit_intercept=False, max_iter=5000).fit(
+        np.vstack([X, X]), np.r_[np.ones(len(y)), np.zeros(len(y))], sample_weight=np.r_[y, 1 - y])
+    return float(fit.coef_[0][0]), float(fit.coef_[0][1])
+
+def fit_length_controlled(y, length, difficulty, gamed:tuple|None=None, Cs:Sequence[float]=LC_CS, n_splits:int=5,
+                          seed:int=0) -> dict:
+    """One model's LC win rate: AlpacaEval's GLM `logit p = θ_len·length + θ_d·difficulty + θ_model` (L1, C by CV), fitted
+    on the model's rows and on the gamed-baseline rows `gamed = (length, difficulty, y, weight)` (no model bias), then
+    predicted with length set to 0. The standard error is a delta-method one (sandwich covariance)."""
+    y, t, d = (np.asarray(a, dtype=float) for a in (y, length, difficulty))
+    X = np.c_[t, d, np.ones(len(y))]
+    XA, yA, wA = X, y, np.ones(len(y))
+    if gamed is not None:
+        gt, gd, gy, gw = (np.asarray(a, dtype=float) for a in gamed)
+        XA, yA, wA = np.r_[X, np.c_[gt, gd, np.zeros(len(gy))]], np.r_[y, gy], np.r_[wA, gw]
+    fit, C = _fit_soft_l1_cv(XA, yA, wA, Cs, n_splits, seed)
+    theta = fit.coef_[0]
     X0 = X.copy(); X0[:, 0] = 0
     p0 = _sigmoid(X0 @ theta)
-    # delta method, sandwich covariance of theta (soft-label score (y - p) x)
-    p = _sigmoid(X @ theta)
-    H = (X * (p * (1 - p))[:, None]).T @ X
-    G = X * (y - p)[:, None]
-    try:
-        Hi = np.linalg.pinv(H)
-        cov = Hi @ (G.T @ G) @ Hi
-        grad = (X0 * (p0 * (1 - p0))[:, None]).mean(0)
-        se = 100 * math.sqrt(max(float(grad @ cov @ grad), 0.0))
-    except np.linalg.LinAlgError: se = math.nan
+    # delta method with a sandwich covariance of theta: the curvature of the whole weighted objective (the gamed rows act
+    # as a prior), the score variance of the model's own rows (the gamed rows are fixed, not resampled)
+    pA = _sigmoid(XA @ theta)
+    H = (XA * (wA * pA * (1 - pA))[:, None]).T @ XA
+    G = X * (y - _sigmoid(X @ theta))[:, None]
+    Hi = np.linalg.pinv(H)
+    grad = (X0 * (p0 * (1 - p0))[:, None]).mean(0)
+    se = 100 * math.sqrt(max(float(grad @ Hi @ (G.T @ G) @ Hi @ grad), 0.0))
     return dict(length_controlled_winrate=100 * p0.mean(), lc_standard_error=se, C=C,
-                coef_length=theta[0], coef_difficulty=theta[1], coef_const=theta[2])
+                coef_length=theta[0], coef_difficulty=theta[1], coef_model=theta[2])
 
-def length_controlled(annotations, difficulty:pd.Series|str|Path|None=None, **kwargs) -> pd.DataFrame:
-    "LC win rate per `generator_2`; `difficulty` estimated jointly from all models given, or a Series/CSV by instruction."
+def read_difficulty(path:str|Path) -> pd.Series:
+    "Instruction difficulties from a CSV with columns `instruction, difficulty`."
+    df = read_df(path)
+    for c in ('instruction', 'difficulty'):
+        if c not in df: raise DataError("missing column", path, field=c)
+    d = pd.to_numeric(df['difficulty'], errors='coerce')
+    if d.isna().any(): raise DataError("not a number", path, int(np.flatnonzero(d.isna().to_numpy())[0]), 'difficulty')
+    return pd.Series(d.to_numpy(), index=df['instruction'].astype(str), name='difficulty')
+
+def _gamed_rows(df:pd.DataFrame, baseline:str|None, slope:float, coef_d:float, g:pd.DataFrame, lam:float) -> tuple:
+    "AlpacaEval's gamed baselines `{baseline}_concise`/`_verbose` where the data has them, else the judge-model stand-ins."
+    real = [m for m in (f'{baseline}_concise', f'{baseline}_verbose') if baseline is not None and m in set(df['generator_2'])]
+    if real:
+        r = df[df['generator_2'].isin(real)]
+        return r['_lf'].to_numpy(), r['_d'].to_numpy(), r['_y'].to_numpy(), np.full(len(r), lam / len(real))
+    # a baseline-quality model (no model bias) at this model's lengths and at the mirrored ones, judged as the pooled judge would
+    t, d = g['_lf'].to_numpy(), g['_d'].to_numpy()
+    ts = np.r_[t, -t]
+    return ts, np.r_[d, d], _sigmoid(slope * ts + coef_d * np.r_[d, d]), np.full(2 * len(t), lam / 2)
+
+def length_controlled(annotations, difficulty:pd.Series|str|Path|None=None, lam:float=LC_LAMBDA,
+                      min_rows:int=MIN_LC_ROWS, **kwargs) -> pd.DataFrame:
+    """LC win rate per `generator_2` (AlpacaEval's length_controlled_v1 GLM); `difficulty` estimated jointly from all models
+    given, or a Series/CSV by instruction. Models with fewer than `min_rows` judged rows get NaN (with a warning)."""
     df = _prepared(annotations)
-    if difficulty is None: difficulty = instruction_difficulty(df)
-    elif isinstance(difficulty, (str, Path)):
-        difficulty = pd.read_csv(difficulty).set_index('instruction')['difficulty']
+    counts = df.groupby('generator_2', sort=False).size()
+    res = {m: dict(length_controlled_winrate=math.nan, lc_standard_error=math.nan) for m in counts.index}
+    for m, n in counts.items():
+        if n < min_rows: warnings.warn(f"{m}: only {n} judged rows; the length-controlled win rate needs at least {min_rows} "
+                                       f"per model, so it is left empty", stacklevel=2)
+    fit_models = [m for m, n in counts.items() if n >= min_rows]
+    if not fit_models: return pd.DataFrame.from_dict(res, orient='index')
+    df = df[df['generator_2'].isin(fit_models)].copy()
+    given = difficulty is not None
+    if not given: difficulty, slope = fit_judge_model(df)
+    elif isinstance(difficulty, (str, Path)): difficulty = read_difficulty(difficulty)
     d = df['_key'].map(difficulty)
     if d.isna().any():
         warnings.warn(f"{int(d.isna().sum())} rows have an instruction without a difficulty; it is taken as 0", stacklevel=2)
         d = d.fillna(0.0)
-    df['_d'] = d
-    res = {m: fit_length_controlled(g['_y'], g['output_1'].str.len(), g['output_2'].str.len(), g['_d'], **kwargs)
-           for m, g in df.groupby('generator_2', sort=False)}
-    return pd.DataFrame.from_dict(res, orient='index')
+    df['_d'] = d.to_numpy(float)
+    # the judge model behind the stand-in gamed rows: the joint fit itself (difficulty coefficient 1 by construction), or
+    # for given difficulties a fit of the length slope and of the difficulty's scale
+    slope, coef_d = judge_length_slope(df, df['_d'].to_numpy()) if given else (slope, 1.0)
+    baselines = pd.unique(df['generator_1']) if 'generator_1' in df else []
+    baseline = str(baselines[0]) if len(baselines) == 1 else None
+    for m, g in df.groupby('generator_2', sort=False):
+        if m == baseline:   # the baseline against itself: 50 by construction (AlpacaEval does not fit it either)
+            res[m] = dict(length_controlled_winrate=50.0, lc_standard_error=0.0, C=math.nan, coef_length=0.0,
+                          coef_difficulty=0.0, coef_model=0.0)
+            continue
+        res[m] = fit_length_controlled(g['_y'], g['_lf'], g['_d'], _gamed_rows(df, baseline, slope, coef_d, g, lam), **kwargs)
+    out = pd.DataFrame.from_dict(res, orient='index')
+    out.attrs.update(judge_length_slope=slope, judge_difficulty_coef=coef_d)
+    return out
 
 # %% ../nbs/20_evaluate.ipynb #fd9c24b7
 def bootstrap_ci(preferences:Iterable, n_boot:int=2000, level:float=0.95, seed:int=0, stat:str='win_rate') -> tuple[float, float]:
@@ -292,7 +366,7 @@ def paired_test(annotations, model_a:str, model_b:str, n_boot:int=2000, level:fl
 
 # %% ../nbs/20_evaluate.ipynb #e316ebb2
 def leaderboard_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm leaderboard FILE... [--out CSV] [--lc]`"
+    "`alpacafarm leaderboard FILE... [--out CSV] [--lc [--difficulty CSV]] [--n-instructions N]`"
     p = argparse.ArgumentParser(prog='alpacafarm leaderboard',
         description='Win rates against a reference from AlpacaEval-format annotation files (JSON list or JSONL; keys '
                     'instruction, output_1, generator_1, output_2, generator_2, preference), one row per generator_2.')
@@ -304,6 +378,11 @@ def leaderboard_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--n-instructions', type=int, metavar='N', help='number of instructions of the evaluation set, for '
                    'avg_length (outputs missing from the files count as empty); default: distinct instructions in the files')
     args = p.parse_args(argv)
+    # checked before reading anything: an option that would be ignored, or a count that cannot be right, is an error
+    if args.difficulty is not None and not args.lc:
+        print("alpacafarm leaderboard: error: --difficulty is used only with --lc; add --lc or drop --difficulty", file=sys.stderr); return 2
+    if args.n_instructions is not None and args.n_instructions <= 0:
+        print(f"alpacafarm leaderboard: error: --n-instructions must be a positive integer, got {args.n_instructions}", file=sys.stderr); return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:

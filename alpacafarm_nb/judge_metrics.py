@@ -13,12 +13,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import DataError, print_table_result, read_records, shared_data, stable_rng, _is_missing, has_list, LIST_RE
+from .core import DataError, print_table_result, read_records, shared_data, stable_rng, _is_missing, has_list
 
 # %% auto #0
-__all__ = ['LABELS', 'METRIC_COLUMNS', 'prepare_annotations', 'variance', 'proba_prefer_longer', 'proba_prefer_lists',
-           'agreement_with_reference', 'agreement_matrix', 'judge_metrics', 'rank_correlations',
-           'read_judge_annotations', 'judge_metrics_cli']
+__all__ = ['LABELS', 'LIST_RE_2023', 'LIST_DEFINITIONS', 'METRIC_COLUMNS', 'prepare_annotations', 'variance', 'has_list_2023',
+           'proba_prefer_longer', 'proba_prefer_lists', 'agreement_with_reference', 'agreement_matrix', 'judge_metrics',
+           'rank_correlations', 'read_judge_annotations', 'judge_metrics_cli']
 
 # %% ../nbs/21_judge_metrics.ipynb #2cdcf221
 def _label(v) -> float:
@@ -78,6 +78,15 @@ def variance(df:pd.DataFrame, annotator:str) -> float:
     return float(1 - np.nanmean(agree))
 
 # %% ../nbs/21_judge_metrics.ipynb #ba3db9d5
+# AlpacaEval's May-2023 `contains_list`: the same markers, searched anywhere in the text (not only at the start of a line)
+LIST_RE_2023 = re.compile(r'[•*]\s*\w|\d[.)]\s*\w|[A-Za-z][.)]\s*\w')
+
+def has_list_2023(text:str) -> bool:
+    "Whether `text` contains a list by AlpacaEval's May-2023 definition (unanchored patterns)."
+    return bool(LIST_RE_2023.search(text or ''))
+
+LIST_DEFINITIONS = {'alpaca_eval': has_list, 'alpaca_eval_2023': has_list_2023}
+
 def _first_repeat(df:pd.DataFrame, annotator:str) -> pd.DataFrame:
     g = df[df['annotator'] == annotator]
     first = g.sort_values('_rep', kind='stable').drop_duplicates('_pair')
@@ -92,10 +101,16 @@ def proba_prefer_longer(df:pd.DataFrame, annotator:str, min_diff:int=30) -> floa
     longer = np.where(l2 > l1, 2.0, 1.0)
     return float((g['_label'].to_numpy()[keep] == longer[keep]).mean())
 
-def proba_prefer_lists(df:pd.DataFrame, annotator:str) -> float:
+def _list_detector(list_definition:str):
+    if list_definition not in LIST_DEFINITIONS:
+        raise ValueError(f"unknown list definition {list_definition!r}; choose from {', '.join(LIST_DEFINITIONS)}")
+    return LIST_DEFINITIONS[list_definition]
+
+def proba_prefer_lists(df:pd.DataFrame, annotator:str, list_definition:str='alpaca_eval') -> float:
     "Share of first-repeat pairs (exactly one output has a list, no draws) where the preferred output has the list."
+    contains = _list_detector(list_definition)
     g = _first_repeat(df, annotator)
-    h1, h2 = g['_o1'].map(has_list).to_numpy(bool), g['_o2'].map(has_list).to_numpy(bool)
+    h1, h2 = g['_o1'].map(contains).to_numpy(bool), g['_o2'].map(contains).to_numpy(bool)
     keep = h1 != h2
     if not keep.any(): return math.nan
     with_list = np.where(h2, 2.0, 1.0)
@@ -149,8 +164,9 @@ METRIC_COLUMNS = ['variance', 'proba_prefer_longer', 'proba_prefer_lists', 'n_pa
                   'time_per_1000_examples', 'n_pairs', 'n_repeats']
 
 def judge_metrics(df:pd.DataFrame, repeat_key:str|None=None, reference_annotator:str|None=None,
-                  annotators:Sequence[str]|None=None, source=None) -> pd.DataFrame:
+                  annotators:Sequence[str]|None=None, source=None, list_definition:str='alpaca_eval') -> pd.DataFrame:
     "Per-annotator judge metrics from a DataFrame with annotator, repeat key, instruction, input, output_1, output_2, preference."
+    _list_detector(list_definition)   # an unknown definition fails before any work
     d = df if '_pair' in df else prepare_annotations(df, repeat_key, source)
     annotators = list(annotators) if annotators is not None else list(pd.unique(d['annotator']))
     if reference_annotator is not None and reference_annotator not in set(d['annotator']):
@@ -161,7 +177,7 @@ def judge_metrics(df:pd.DataFrame, repeat_key:str|None=None, reference_annotator
         if g.empty: raise DataError(f"annotator {a!r} has no annotations", source, field='annotator')
         mean_or_nan = lambda c: 1000 * pd.to_numeric(g[c], errors='coerce').mean() if c in g else math.nan
         row = dict(variance=variance(d, a), proba_prefer_longer=proba_prefer_longer(d, a),
-                   proba_prefer_lists=proba_prefer_lists(d, a), n_parsed=int(g['_label'].notna().sum()),
+                   proba_prefer_lists=proba_prefer_lists(d, a, list_definition), n_parsed=int(g['_label'].notna().sum()),
                    price_per_1000_examples=mean_or_nan('price_per_example'), time_per_1000_examples=mean_or_nan('time_per_example'),
                    n_pairs=int(g['_pair'].nunique()), n_repeats=int(g['_rep'].nunique()))
         if reference_annotator is not None: row['agreement_with_reference'] = agreement_with_reference(d, a, reference_annotator)
@@ -206,7 +222,7 @@ def read_judge_annotations(path:str|Path, repeat_key:str|None=None) -> pd.DataFr
     return prepare_annotations(pd.DataFrame(rows), repeat_key, path)
 
 def judge_metrics_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm judge-metrics FILE [--repeat-key seed] [--reference-annotator NAME] [--out CSV]`"
+    "`alpacafarm judge-metrics FILE [--repeat-key seed] [--reference-annotator NAME] [--list-definition DEF] [--out CSV]`"
     p = argparse.ArgumentParser(prog='alpacafarm judge-metrics',
         description='Variance, agreement and biases of judges from a file with several annotations of the same pairs '
                     '(keys annotator, instruction, input, output_1, output_2, preference and a repeat key). One row per annotator.')
@@ -214,13 +230,18 @@ def judge_metrics_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--repeat-key', metavar='KEY', help='column telling repeats apart (e.g. seed, or the human id); '
                    'without it each annotator has one repeat and no variance')
     p.add_argument('--reference-annotator', metavar='NAME', help='annotator to measure agreement with (e.g. humans)')
+    p.add_argument('--list-definition', choices=list(LIST_DEFINITIONS), default='alpaca_eval',
+                   help="what counts as a list for proba_prefer_lists: today's AlpacaEval (default, lines starting with a "
+                        "bullet, number or letter) or alpaca_eval_2023 (the May-2023 release's unanchored patterns, "
+                        "as in its published evaluator leaderboard)")
     p.add_argument('--out', metavar='CSV', help='write the table to this CSV file')
     args = p.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
             df = read_judge_annotations(args.file, args.repeat_key)
-            res = judge_metrics(df, reference_annotator=args.reference_annotator, source=args.file)
+            res = judge_metrics(df, reference_annotator=args.reference_annotator, source=args.file,
+                                list_definition=args.list_definition)
         except (DataError, FileNotFoundError, ValueError) as e:
             print(f"alpacafarm judge-metrics: error: {e}", file=sys.stderr); return 2
     print_table_result(res, caught, args.out, digits=4)

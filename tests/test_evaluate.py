@@ -128,3 +128,65 @@ def test_small_file_by_hand(cli_env, tmp_path):
     assert math.isclose(row["standard_error"], 100 * np.std([0, 1, .5, 0, 1, .5], ddof=1) / math.sqrt(6))
     assert [int(row[c]) for c in ["n_wins", "n_wins_base", "n_draws", "n_total"]] == [2, 2, 2, 6]
     assert int(row["avg_length"]) == int(np.mean([3 * (i + 1) for i in range(6)]))
+
+
+def test_length_controlled_on_the_16_development_models(shared, cli_env, tmp_path):
+    """AlpacaEval 2's 16 development models fitted jointly: the LC win rates rank like the published ones and are close."""
+    from scipy.stats import spearmanr
+    names = ["annotations_weighted_alpaca_eval_gpt4_turbo_dev.jsonl", "annotations_weighted_alpaca_eval_gpt4_turbo_lcdev.jsonl"]
+    out = tmp_path / "lb.csv"
+    r = run([shared / "alpaca_eval" / n for n in names] + ["--lc", "--out", out], cli_env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours = pd.read_csv(out, index_col=0)
+    pub = pd.concat([pd.read_csv(shared / "alpaca_eval" / n.replace("annotations_", "leaderboard_").replace(".jsonl", ".csv"), index_col=0)
+                     for n in names]).loc[ours.index]
+    assert len(ours) == 16
+    check_against_published(ours[COLUMNS], pub)  # the plain win rates stay exact
+    lc, lc_pub = ours["length_controlled_winrate"], pub["length_controlled_winrate"]
+    assert spearmanr(lc, lc_pub).statistic >= 0.98
+    assert (lc - lc_pub).abs().median() <= 0.5
+    assert abs(lc["gpt4_gamed"] - lc_pub["gpt4_gamed"]) < 3   # very short answers: the length slope needs the regularisation
+    assert lc["gpt4_1106_preview"] == 50.0 and ours.loc["gpt4_1106_preview", "lc_standard_error"] == 0.0
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--n-instructions", "0"], "--n-instructions must be a positive integer, got 0"),
+    (["--n-instructions", "-5"], "--n-instructions must be a positive integer, got -5"),
+    (["--n-instructions", "3"], "model 'm' was judged on 6 distinct instructions"),
+    (["--difficulty", "d.csv"], "--difficulty is used only with --lc"),
+])
+def test_options_that_would_be_ignored_are_errors(cli_env, tmp_path, args, expect):
+    f = tmp_path / "a.json"; f.write_text(json.dumps(_rows()))
+    r = run([f, *args], cli_env, timeout=120)
+    assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+def test_length_controlled_on_too_few_rows_warns(cli_env, tmp_path):
+    """One or two rows per model cannot identify the GLM: no LC value (and no absurd standard error), a clear warning."""
+    rows = _rows()[:2] + [dict(r, generator_2="m2") for r in _rows()[:1]]
+    f = tmp_path / "a.json"; f.write_text(json.dumps(rows))
+    out = tmp_path / "lb.csv"
+    r = run([f, "--lc", "--out", out], cli_env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "m: only 2 judged rows; the length-controlled win rate needs at least 20" in r.stderr
+    assert "m2: only 1 judged rows" in r.stderr
+    lb = pd.read_csv(out, index_col=0)
+    assert lb["length_controlled_winrate"].isna().all() and lb["lc_standard_error"].isna().all()
+
+
+def test_difficulty_file(shared, cli_env, tmp_path):
+    """--difficulty CSV: used with --lc (instructions joined in AlpacaEval form); a bad file is one line naming it."""
+    from alpacafarm_nb.evaluate import instruction_difficulty
+    ann = shared / "alpaca_eval" / CASES[0][0]
+    d = tmp_path / "d.csv"
+    instruction_difficulty(pd.read_json(ann, lines=True)).to_frame().to_csv(d)
+    out = tmp_path / "lb.csv"
+    r = run([ann, "--lc", "--difficulty", d, "--out", out], cli_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "without a difficulty" not in r.stderr
+    lb = pd.read_csv(out, index_col=0)
+    assert lb["length_controlled_winrate"].between(5, 95).all()
+    bad = tmp_path / "bad.csv"; bad.write_text("instruction,level\nq,1\n")
+    r = run([ann, "--lc", "--difficulty", bad], cli_env)
+    assert r.returncode == 2 and "field 'difficulty'" in r.stderr and str(bad) in r.stderr and "Traceback" not in r.stderr

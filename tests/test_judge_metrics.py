@@ -98,3 +98,40 @@ def test_bad_input(cli_env, tmp_path, args, mutate, expect):
     f = tmp_path / "bad.jsonl"; f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     r = run([f, *args], cli_env, timeout=120)
     assert r.returncode != 0 and expect in r.stderr and "Traceback" not in r.stderr
+
+
+def test_list_definitions_reproduce_alpaca_eval(shared, cli_env, tmp_path):
+    """Default: today's AlpacaEval `contains_list` (39 of 53 pairs for gpt4_b1). `alpaca_eval_2023`: the May-2023
+    unanchored patterns, which give the published evaluator-leaderboard value 0.5893 (66 of 112); nothing else changes."""
+    tables = {}
+    for definition in [None, "alpaca_eval_2023"]:
+        out = tmp_path / f"{definition}.csv"
+        r = run([shared / "alpaca_eval" / CROSS, "--repeat-key", "seed", "--out", out]
+                + (["--list-definition", definition] if definition else []), cli_env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        tables[definition] = pd.read_csv(out, index_col=0)
+    now, old = tables[None], tables["alpaca_eval_2023"]
+    assert abs(now.loc["gpt4_b1", "proba_prefer_lists"] - 39 / 53) < 1e-12
+    assert abs(old.loc["gpt4_b1", "proba_prefer_lists"] - 66 / 112) < 1e-12
+    b1 = old.loc["gpt4_b1"]
+    assert [round(b1[c], 4) for c in ["variance", "proba_prefer_longer", "proba_prefer_lists"]] == [0.1493, 0.6, 0.5893]
+    assert [int(b1[c]) for c in ["n_parsed", "n_pairs", "n_repeats"]] == [2592, 648, 4]
+    pd.testing.assert_frame_equal(now.drop(columns="proba_prefer_lists"), old.drop(columns="proba_prefer_lists"))
+    # an independent reading of both definitions on the first seed (no canonical ordering, AlpacaEval's own procedure)
+    import re
+    df = pd.read_json(shared / "alpaca_eval" / CROSS, lines=True)
+    first = df[(df.annotator == "gpt4_b1") & (df.seed == 0)]
+    best = np.where(first.preference == 1, first.output_1, first.output_2)
+    worse = np.where(first.preference == 1, first.output_2, first.output_1)
+    today = [r"(?m)^\s*[*•-]\s*\W*\w", r"(?m)^\s*\d+[.)]\s*\W*\w", r"(?m)^\s*[a-zA-Z][.)]\s+\W*\w"]
+    may_2023 = [r"\s*[•*]\s*\w", r"\s*\d+[.)]\s*\w", r"\s*[a-zA-Z][.)]\s*\w"]
+    for pats, table in [(today, now), (may_2023, old)]:
+        has = lambda t: any(re.search(p, t) for p in pats)
+        b, w = np.array([has(t) for t in best]), np.array([has(t) for t in worse])
+        assert abs(table.loc["gpt4_b1", "proba_prefer_lists"] - (b & ~w).sum() / (b != w).sum()) < 1e-12
+
+
+def test_unknown_list_definition_is_one_line(cli_env, tmp_path):
+    f = tmp_path / "c.json"; f.write_text(json.dumps(_crowd_rows()))
+    r = run([f, "--list-definition", "mine"], cli_env, timeout=120)
+    assert r.returncode == 2 and "invalid choice: 'mine'" in r.stderr and "Traceback" not in r.stderr
