@@ -93,7 +93,9 @@ def test_farm_preset_change_redoes_everything(tmp_path, cli_env):
     r = subprocess.run([ALPACAFARM, "farm", "--preset", "pocket", "--out", str(out), "--dry-run"], capture_output=True, text=True, env=cli_env)
     assert r.returncode == 0, r.stderr
     plan = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
-    assert plan["world"].startswith("redo (sizes") and all(v.startswith("redo") for v in plan.values()), plan
+    # every stage of the quick run is redone; the full preset's extra systems are new ("run"); nothing is skipped
+    assert plan["world"].startswith("redo (sizes") and "skip" not in plan.values(), plan
+    assert all(plan[k].startswith("redo") for k in ("base", "sft10k", "outputs_sft10k", "evaluate_sft10k", "outputs_pocket_gpt4")), plan
     r = subprocess.run([ALPACAFARM, "farm", "--preset", "pocket-quick", "--out", str(out), "--dry-run"], capture_output=True, text=True, env=cli_env)
     assert set(dict(line.split(": ", 1) for line in r.stdout.strip().splitlines()).values()) == {"skip"}
 
