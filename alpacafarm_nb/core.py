@@ -347,7 +347,7 @@ def check_writable_output(path:str|Path, suffixes:Sequence[str]|None=RECORD_SUFF
 def check_output_dir(path:str|Path, what:str='output folder') -> Path:
     "Check, before any work, that the folder `path` exists or can be created, and can hold new files; `DataError` if not."
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir(): raise DataError(f"is a file; the {what} must be a folder", path)
+    if path.exists() and not path.is_dir(): raise DataError(f"exists and is not a folder; the {what} must be a folder", path)
     _check_can_create_in(path, path)
     return path
 
