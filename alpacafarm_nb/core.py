@@ -211,8 +211,10 @@ def validate_records(rows:Sequence[Mapping], kind:str, source=None, unique_instr
 def atomic_write_text(path:str|Path, text:str) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder + `os.replace`)."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    except OSError as e: raise type(e)(e.errno, e.strerror, str(path)) from None  # name the target, not the temporary file
     try:
         # mkstemp makes the file private (0600); give it the permissions an ordinary open() would
         umask = os.umask(0); os.umask(umask)
