@@ -64,13 +64,19 @@ def _option_value(argv:list[str], option:str) -> str|None:
         if a.startswith(option + '='): return a.split('=', 1)[1]
     return None
 
-def error_message(e:BaseException, argv:list[str]=()) -> str:
-    "One line for a bad-input error, naming the file where one is known."
+def _sqlite_file(name:str, argv:list[str]) -> str|None:
+    "The SQLite file a subcommand opens: its `--cache`, else the settings' cache for `annotate`; None where unknown."
+    from alpacafarm_nb.core import get_settings
+    return _option_value(argv, '--cache') or (str(get_settings().cache_path) if name == 'annotate' else None)
+
+def error_message(e:BaseException, sqlite_file:str|None=None) -> str:
+    "One line for a bad-input error, naming the file where one is known (`sqlite_file` for SQLite errors)."
     if isinstance(e, sqlite3.Error):
-        from alpacafarm_nb.core import DataError, check_sqlite_file, get_settings
-        cache = _option_value(list(argv), '--cache') or get_settings().cache_path
-        try: check_sqlite_file(cache); msg = f"annotation cache {cache}: SQLite error: {e}"
-        except DataError as bad: msg = str(bad)
+        from alpacafarm_nb.core import DataError, check_sqlite_file
+        msg = f"SQLite error: {e}"
+        if sqlite_file is not None:
+            try: check_sqlite_file(sqlite_file); msg = f"annotation cache {sqlite_file}: {msg}"
+            except DataError as bad: msg = str(bad)  # says what is wrong with the file
     elif isinstance(e, OSError) and e.filename is not None and e.strerror:
         msg = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else '') + f": {e.strerror}"
     else: msg = str(e) or type(e).__name__
@@ -83,7 +89,8 @@ def run_subcommand(name:str, fn:Callable, argv:list[str]) -> int:
         print(f"alpacafarm {name}: interrupted", file=sys.stderr); return 130
     except Exception as e:
         if not isinstance(e, _bad_input_errors()) or os.environ.get('ALPACAFARM_TRACEBACK'): raise
-        print(f"alpacafarm {name}: error: {error_message(e, argv)}", file=sys.stderr); return 2
+        sqlite_file = _sqlite_file(name, argv) if isinstance(e, sqlite3.Error) else None
+        print(f"alpacafarm {name}: error: {error_message(e, sqlite_file)}", file=sys.stderr); return 2
     return int(rc or 0)
 
 # %% ../nbs/90_cli.ipynb #21ac7f82
