@@ -6,10 +6,11 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #d3e3d948
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, os, sqlite3, sys
+from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'main', 'check_subcommands']
+__all__ = ['SUBCOMMANDS', 'main', 'error_message', 'run_subcommand', 'check_subcommands']
 
 # %% ../nbs/90_cli.ipynb #ae87a3b6
 # name -> (module, function, one-line help). The function takes the remaining argv and returns an exit code (or None).
@@ -48,7 +49,48 @@ def main(argv:list[str]|None=None) -> int:
         return 2
     mod_name, fn_name, _ = SUBCOMMANDS[name]
     fn = getattr(importlib.import_module(mod_name), fn_name)
-    rc = fn(rest)
+    return run_subcommand(name, fn, rest)
+
+# %% ../nbs/90_cli.ipynb #a047d17d
+def _bad_input_errors() -> tuple:
+    "Exception types that mean bad input; the judges' config error once the judges are loaded (only then can it be raised)."
+    judges = sys.modules.get('alpacafarm_nb.judges')
+    return (ValueError, OSError, sqlite3.Error) + ((judges.JudgeConfigError,) if judges is not None else ())
+
+def _option_value(argv:list[str], option:str) -> str|None:
+    "The value of `option` in `argv` (`--opt VALUE` or `--opt=VALUE`), or None."
+    for i, a in enumerate(argv):
+        if a == option and i + 1 < len(argv): return argv[i + 1]
+        if a.startswith(option + '='): return a.split('=', 1)[1]
+    return None
+
+def _sqlite_file(name:str, argv:list[str]) -> str|None:
+    "The SQLite file a subcommand opens: its `--cache`, else the settings' cache for `annotate`; None where unknown."
+    from alpacafarm_nb.core import get_settings
+    return _option_value(argv, '--cache') or (str(get_settings().cache_path) if name == 'annotate' else None)
+
+def error_message(e:BaseException, sqlite_file:str|None=None) -> str:
+    "One line for a bad-input error, naming the file where one is known (`sqlite_file` for SQLite errors)."
+    if isinstance(e, sqlite3.Error):
+        from alpacafarm_nb.core import DataError, check_sqlite_file
+        msg = f"SQLite error: {e}"
+        if sqlite_file is not None:
+            try: check_sqlite_file(sqlite_file); msg = f"annotation cache {sqlite_file}: {msg}"
+            except DataError as bad: msg = str(bad)  # says what is wrong with the file
+    elif isinstance(e, OSError) and e.filename is not None and e.strerror:
+        msg = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else '') + f": {e.strerror}"
+    else: msg = str(e) or type(e).__name__
+    return ' '.join(msg.split())
+
+def run_subcommand(name:str, fn:Callable, argv:list[str]) -> int:
+    "Run a subcommand's `fn(argv)`; bad input becomes one line on stderr and exit code 2."
+    try: rc = fn(argv)
+    except KeyboardInterrupt:
+        print(f"alpacafarm {name}: interrupted", file=sys.stderr); return 130
+    except Exception as e:
+        if not isinstance(e, _bad_input_errors()) or os.environ.get('ALPACAFARM_TRACEBACK'): raise
+        sqlite_file = _sqlite_file(name, argv) if isinstance(e, sqlite3.Error) else None
+        print(f"alpacafarm {name}: error: {error_message(e, sqlite_file)}", file=sys.stderr); return 2
     return int(rc or 0)
 
 # %% ../nbs/90_cli.ipynb #21ac7f82

@@ -6,7 +6,7 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #37cff1b7
 from __future__ import annotations
-import configparser, dataclasses, hashlib, json, math, os, random, re, tempfile, warnings
+import configparser, csv, dataclasses, hashlib, io, json, math, os, random, re, tempfile, warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -16,11 +16,12 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'PATH_SETTINGS', 'SETTINGS_SECTION', 'SHARED_DATA_MISSING', 'RECORD_TYPES', 'REQUIRED_FIELDS',
-           'STRING_FIELDS', 'LIST_RE', 'find_settings_file', 'Settings', 'get_settings', 'shared_data', 'stable_hash',
-           'stable_int', 'stable_uniform', 'stable_rng', 'seed_everything', 'Instruction', 'Output', 'Pair',
-           'Annotation', 'DataError', 'check_preference', 'validate_records', 'atomic_write_text', 'read_records',
-           'write_records', 'read_df', 'alpaca_eval_instruction', 'to_alpaca_eval', 'is_list_line', 'has_list',
-           'print_table_result']
+           'STRING_FIELDS', 'NUMERIC_FIELDS', 'RECORD_SUFFIXES', 'SQLITE_HEADER', 'LIST_RE', 'find_settings_file',
+           'Settings', 'get_settings', 'shared_data', 'stable_hash', 'stable_int', 'stable_uniform', 'stable_rng',
+           'seed_everything', 'Instruction', 'Output', 'Pair', 'Annotation', 'DataError', 'Records', 'check_preference',
+           'validate_records', 'atomic_write_text', 'read_records', 'write_records', 'read_df', 'check_writable_output',
+           'check_output_dir', 'check_sqlite_file', 'alpaca_eval_instruction', 'to_alpaca_eval', 'is_list_line',
+           'has_list', 'print_table_result']
 
 # %% ../nbs/00_core.ipynb #9ec3eca5
 DEFAULT_SETTINGS = dict(
@@ -146,48 +147,62 @@ REQUIRED_FIELDS = dict(instruction=('instruction',), output=('instruction', 'out
 # fields that must be strings when present and not null
 STRING_FIELDS = ('instruction', 'input', 'output', 'generator', 'output_1', 'output_2', 'generator_1',
                  'generator_2', 'annotator', 'raw_completion')
+# fields that are numbers (a CSV file holds them as text; every other CSV cell stays text)
+NUMERIC_FIELDS = ('preference', 'price_per_example', 'time_per_example')
 
 # %% ../nbs/00_core.ipynb #d1978f0e
 class DataError(ValueError):
-    "Bad input data; names the file, row and field at fault."
-    def __init__(self, msg:str, source:str|Path|None=None, row:int|None=None, field:str|None=None):
-        self.source, self.row, self.field = source, row, field
+    "Bad input data; names the file, the line (1-based, where the file has lines), the row (0-based) and the field at fault."
+    def __init__(self, msg:str, source:str|Path|None=None, row:int|None=None, field:str|None=None, line:int|None=None):
+        self.source, self.row, self.field, self.line = source, row, field, line
         where = ', '.join(x for x in [f"file {source}" if source is not None else None,
+                                      f"line {line}" if line is not None else None,
                                       f"row {row}" if row is not None else None,
                                       f"field '{field}'" if field is not None else None] if x)
         super().__init__(f"{where}: {msg}" if where else msg)
 
+class Records(list):
+    "Rows read from a file (a list of dicts) that remember the line each row starts on: `lines[i]` (1-based), or None."
+    def __init__(self, rows:Iterable=(), lines:Sequence[int]|None=None):
+        super().__init__(rows)
+        self.lines = list(lines) if lines is not None else None
+
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
-def check_preference(value, source=None, row=None, field='preference', allow_old_draw=True):
+def check_preference(value, source=None, row=None, field='preference', allow_old_draw=True, line=None):
     "Return `value` as float (None when missing) if it is a valid preference, else raise `DataError`."
     if _is_missing(value): return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise DataError(f"preference must be a number in {{1, 2, 1.5}} or [1, 2] (or null), got {value!r}", source, row, field)
+        raise DataError(f"preference must be a number in {{1, 2, 1.5}} or [1, 2] (or null), got {value!r}", source, row, field, line)
     v = float(value)
     if (allow_old_draw and v == 0) or 1 <= v <= 2: return v
-    raise DataError(f"preference {value!r} is outside {{1, 2, 1.5, 0, null}} and [1, 2]", source, row, field)
+    raise DataError(f"preference {value!r} is outside {{1, 2, 1.5, 0, null}} and [1, 2]", source, row, field, line)
 
-def validate_records(rows:Sequence[Mapping], kind:str, source=None, unique_instruction:bool=False) -> list[dict]:
+def validate_records(rows:Sequence[Mapping], kind:str, source=None, unique_instruction:bool=False,
+                     lines:Sequence[int]|None=None) -> list[dict]:
     "Check `rows` against record type `kind`; fill defaults (`input`=''); return them as a list of dicts."
     if kind not in REQUIRED_FIELDS: raise ValueError(f"unknown record kind {kind!r}; one of {list(REQUIRED_FIELDS)}")
+    lines = lines if lines is not None else getattr(rows, 'lines', None)
     out, seen = [], {}
     for i, r in enumerate(rows):
-        if not isinstance(r, Mapping): raise DataError(f"expected an object with fields, got {type(r).__name__}", source, i)
+        line = lines[i] if lines is not None and i < len(lines) else None
+        def err(msg, field=None): return DataError(msg, source, i, field, line)
+        if not isinstance(r, Mapping): raise err(f"expected an object with fields, got {type(r).__name__}")
         r = dict(r)
         for k in REQUIRED_FIELDS[kind]:
-            if k not in r: raise DataError(f"missing required field for {'an' if kind[0] in 'aeiou' else 'a'} {kind} record", source, i, k)
+            if k not in r: raise err(f"missing required field for {'an' if kind[0] in 'aeiou' else 'a'} {kind} record", k)
         for k in STRING_FIELDS:
             if k in r and not _is_missing(r[k]) and not isinstance(r[k], str):
-                raise DataError(f"must be a string, got {type(r[k]).__name__} {r[k]!r:.60}", source, i, k)
+                raise err(f"must be a string, got {type(r[k]).__name__} {r[k]!r:.60}", k)
         for k in REQUIRED_FIELDS[kind]:
-            if k != 'preference' and _is_missing(r[k]): raise DataError("must not be null", source, i, k)
+            if k != 'preference' and _is_missing(r[k]): raise err("must not be null", k)
+        if not r['instruction'].strip(): raise err("the instruction is empty", 'instruction')
         if _is_missing(r.get('input')): r['input'] = ''
-        if 'preference' in r: r['preference'] = check_preference(r['preference'], source, i)
+        if 'preference' in r: r['preference'] = check_preference(r['preference'], source, i, line=line)
         if unique_instruction:
             key = (r['instruction'], r['input'])
-            if key in seen: raise DataError(f"duplicate instruction (first seen at row {seen[key]}): {r['instruction']!r:.80}", source, i, 'instruction')
+            if key in seen: raise err(f"duplicate instruction (first seen at row {seen[key]}): {r['instruction']!r:.80}", 'instruction')
             seen[key] = i
         out.append(r)
     return out
@@ -196,8 +211,10 @@ def validate_records(rows:Sequence[Mapping], kind:str, source=None, unique_instr
 def atomic_write_text(path:str|Path, text:str) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder + `os.replace`)."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    except OSError as e: raise type(e)(e.errno, e.strerror, str(path)) from None  # name the target, not the temporary file
     try:
         # mkstemp makes the file private (0600); give it the permissions an ordinary open() would
         umask = os.umask(0); os.umask(umask)
@@ -227,27 +244,67 @@ def _file_format(path:Path, fmt:str|None) -> str:
     if fmt is None: raise DataError(f"unknown file type {path.suffix!r}: use .json, .jsonl or .csv (or pass fmt=)", path)
     return fmt
 
+def _read_text(path:Path) -> str:
+    "The file as text; a file that is not UTF-8 names the line and column of the first bad byte."
+    data = path.read_bytes()
+    try: return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b'\n', 0, e.start) + 1
+        raise DataError(f"not valid UTF-8: byte 0x{data[e.start]:02x} at column {e.start - line_start + 1} "
+                        "(save the file as UTF-8)", path, line=data.count(b'\n', 0, e.start) + 1) from None
+
+_CSV_MISSING = {'', 'na', 'n/a', 'nan', 'null', 'none'}
+
+def _csv_cell(field:str, text:str):
+    if field in NUMERIC_FIELDS:
+        if text.strip().lower() in _CSV_MISSING: return None
+        try: return float(text)
+        except ValueError: return text  # validation names the field
+    return text if text or field in STRING_FIELDS else None
+
+def _read_csv(text:str, path:Path) -> Records:
+    "CSV rows with text cells (see above), each with the line it starts on."
+    reader = csv.reader(io.StringIO(text, newline=''))
+    rows, lines = [], []
+    try:
+        header = next(reader)
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup: raise DataError(f"duplicate column name(s) {dup} in the header", path, line=1)
+        start = reader.line_num + 1
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if not cells: continue  # a blank line
+            if len(cells) > len(header):
+                raise DataError(f"{len(cells)} cells, but the header has {len(header)} columns", path, line=line)
+            rows.append({k: _csv_cell(k, v) for k, v in zip(header, cells + [''] * (len(header) - len(cells)))})
+            lines.append(line)
+    except csv.Error as e: raise DataError(f"not valid CSV: {e}", path, line=reader.line_num) from None
+    return Records(rows, lines)
+
 def read_records(path:str|Path, kind:str|None=None, fmt:str|None=None, unique_instruction:bool=False) -> list[dict]:
-    "Read a JSON list, JSONL or CSV file of records; validate them as `kind` when given."
+    "Read a JSON list, JSONL or CSV file of records (as `Records`, with lines for JSONL/CSV); validate them as `kind` when given."
     path = Path(path)
-    if not path.is_file(): raise DataError("no such file", path)
+    if path.is_dir(): raise DataError("is a directory, not a file of records (.json, .jsonl or .csv)", path)
+    if not path.exists(): raise DataError("no such file", path)
     fmt = _file_format(path, fmt)
-    text = path.read_text(encoding='utf-8')
+    text = _read_text(path)
     if not text.strip(): raise DataError("the file is empty", path)
     if fmt == 'jsonl':
-        rows = []
-        for i, line in enumerate(text.splitlines()):
+        rows = Records(lines=[])
+        for i, line in enumerate(text.split('\n')):  # not splitlines(): JSON strings may hold U+2028 and other line breaks
             if not line.strip(): continue
             try: rows.append(json.loads(line))
-            except json.JSONDecodeError as e: raise DataError(f"not valid JSON (line {i+1}): {e.msg}", path, len(rows)) from None
+            except json.JSONDecodeError as e: raise DataError(f"not valid JSON: {e.msg} (column {e.colno})", path, line=i+1) from None
+            rows.lines.append(i + 1)
     elif fmt == 'json':
         try: rows = json.loads(text)
-        except json.JSONDecodeError as e: raise DataError(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+        except json.JSONDecodeError as e: raise DataError(f"not valid JSON at column {e.colno}: {e.msg}", path, line=e.lineno) from None
         if isinstance(rows, dict) and rows and all(isinstance(v, list) for v in rows.values()):
             rows = pd.DataFrame(rows).to_dict('records')  # column-oriented JSON
         if not isinstance(rows, list): raise DataError(f"expected a JSON list of records, got {type(rows).__name__}", path)
+        rows = Records(rows)
     else:
-        rows = _clean_nan(pd.read_csv(path, keep_default_na=True).to_dict('records'))
+        rows = _read_csv(text, path)
     if not rows: raise DataError("the file holds no records", path)
     return validate_records(rows, kind, path, unique_instruction) if kind else rows
 
@@ -265,6 +322,45 @@ def write_records(rows:Iterable[Mapping]|pd.DataFrame, path:str|Path, fmt:str|No
 def read_df(path:str|Path, kind:str|None=None, **kwargs) -> pd.DataFrame:
     "`read_records` as a DataFrame."
     return pd.DataFrame(read_records(path, kind, **kwargs))
+
+# %% ../nbs/00_core.ipynb #72bd2cbd
+RECORD_SUFFIXES = ('.json', '.jsonl', '.csv')
+SQLITE_HEADER = b'SQLite format 3\x00'
+
+def _check_can_create_in(folder:Path, target:Path) -> None:
+    "`DataError` unless the nearest existing folder at or above `folder` lets us create files."
+    p = Path(os.path.abspath(folder))
+    while not p.exists() and p != p.parent: p = p.parent
+    if not p.is_dir(): raise DataError(f"cannot be created: {p} is a file, not a folder", target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.alpacafarm-write-check-', dir=p)
+        os.close(fd); os.unlink(tmp)
+    except OSError as e: raise DataError(f"cannot be written: cannot create files in {p} ({e.strerror or e})", target) from None
+
+def check_writable_output(path:str|Path, suffixes:Sequence[str]|None=RECORD_SUFFIXES, what:str='output file') -> Path:
+    "Check, before any work, that the file `path` can be written (not a folder, a known suffix, a writable place); `DataError` if not."
+    path = Path(path).expanduser()
+    if path.is_dir(): raise DataError(f"is a directory; the {what} must be a file" + (f" ending in {', '.join(suffixes)}" if suffixes else ''), path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise DataError(f"unknown file type {path.suffix or '(no suffix)'!r}: the {what} must end in {', '.join(suffixes)}", path)
+    _check_can_create_in(path.parent, path)
+    return path
+
+def check_output_dir(path:str|Path, what:str='output folder') -> Path:
+    "Check, before any work, that the folder `path` exists or can be created, and can hold new files; `DataError` if not."
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir(): raise DataError(f"exists and is not a folder; the {what} must be a folder", path)
+    _check_can_create_in(path, path)
+    return path
+
+def check_sqlite_file(path:str|Path, what:str='annotation cache') -> Path:
+    "Check that `path` can be used as an SQLite file: absent (it will be created in a writable place), empty, or an SQLite database."
+    path = Path(path).expanduser()
+    if path.is_dir(): raise DataError(f"is a directory; the {what} must be an SQLite file", path)
+    if not path.exists(): _check_can_create_in(path.parent, path); return path
+    with open(path, 'rb') as f: head = f.read(len(SQLITE_HEADER))
+    if head and head != SQLITE_HEADER: raise DataError(f"is not an SQLite database (corrupt, or another kind of file); move it away or use another {what}", path)
+    return path
 
 # %% ../nbs/00_core.ipynb #1e3c065a
 def alpaca_eval_instruction(instruction:str, input:str|None='') -> str:

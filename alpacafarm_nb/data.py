@@ -57,16 +57,18 @@ def load_eval_set(path:str|Path|None=None, reference:str='output_text_davinci_00
     rows = read_records(path)
     out = []
     for i, r in enumerate(rows):
-        if reference not in r: raise DataError(f"no reference column {reference!r} (columns: {sorted(r)})", path, i, reference)
+        line = rows.lines[i] if rows.lines else None  # JSONL/CSV: errors name the line too
+        if not isinstance(r, dict): raise DataError(f"expected an object with fields, got {type(r).__name__}", path, i, line=line)
+        if reference not in r: raise DataError(f"no reference column {reference!r} (columns: {sorted(r)})", path, i, reference, line)
         if 'alpacafarm_instruction' in r:
             instr, inp = r['alpacafarm_instruction'], r.get('alpacafarm_input') or ''
-            if alpaca_eval_instruction(instr, inp) != r['instruction']:
-                raise DataError("alpacafarm_instruction + alpacafarm_input do not match the AlpacaEval instruction", path, i, 'instruction')
-        else: instr, inp = r['instruction'], r.get('input') or ''
+            if alpaca_eval_instruction(instr, inp) != r.get('instruction'):
+                raise DataError("alpacafarm_instruction + alpacafarm_input do not match the AlpacaEval instruction", path, i, 'instruction', line)
+        else: instr, inp = r.get('instruction'), r.get('input') or ''
         gen = r.get(f"generator_{reference_generator(reference)}") or reference_generator(reference)
         out.append(dict(instruction=instr, input=inp, output=r[reference], generator=gen,
                         dataset=r.get('dataset'), alpaca_eval_instruction=alpaca_eval_instruction(instr, inp)))
-    return validate_records(out, 'output', path, unique_instruction=True)
+    return validate_records(out, 'output', path, unique_instruction=True, lines=rows.lines)
 
 # %% ../nbs/01_data.ipynb #0efe7542
 ALPACA_FARM_HUB = 'tatsu-lab/alpaca_farm'
@@ -75,9 +77,10 @@ ALPACA_FARM_SPLITS = {'sft': 'alpaca_instructions', 'preference': 'alpaca_instru
 
 def _local_split_file(path:Path, split:str) -> Path:
     if path.is_file(): return path
+    if not path.exists(): raise DataError("no such file or folder", path)
     for ext in ('json', 'jsonl'):
         if (path/f'{split}.{ext}').is_file(): return path/f'{split}.{ext}'
-    raise FileNotFoundError(f"no {split}.json or {split}.jsonl in {path}")
+    raise DataError(f"no {split}.json or {split}.jsonl in this folder", path)
 
 def load_alpaca_farm(split:str, path:str|Path|None=None, as_records:bool=True):
     "An AlpacaFarm split as records (or a `datasets.Dataset`), from the hub or a local file/folder."
@@ -85,6 +88,9 @@ def load_alpaca_farm(split:str, path:str|Path|None=None, as_records:bool=True):
     if split not in ALPACA_FARM_SPLITS: raise ValueError(f"unknown split {split!r}; one of {sorted(ALPACA_FARM_SPLITS)}")
     if path is not None:
         f = _local_split_file(Path(path), split)
+        if as_records:  # our reader: errors name the file and line, and no type guessing
+            rows = read_records(f)
+            return validate_records(rows, 'output' if isinstance(rows[0], dict) and 'output' in rows[0] else 'instruction', f)
         ds = datasets.load_dataset('json', data_files=str(f), split='train')
     else:
         hub_split = 'eval' if ALPACA_FARM_SPLITS[split] == 'alpaca_farm_evaluation' else split

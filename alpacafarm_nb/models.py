@@ -6,15 +6,16 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/models.html.md"""
 
 # %% ../nbs/30_models.ipynb #b3a95a76
 from __future__ import annotations
-import json, os, tempfile
+import json, os, re, tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
 # %% auto #0
-__all__ = ['POCKET_PRESETS', 'SPECIAL_TOKENS', 'count_params', 'train_tokenizer', 'make_pocket_model', 'save_policy',
-           'default_device', 'default_dtype', 'load_tokenizer', 'load_policy']
+__all__ = ['POCKET_PRESETS', 'SPECIAL_TOKENS', 'HUB_ID_RE', 'MODEL_FILES', 'TOKENIZER_FILES', 'count_params', 'train_tokenizer',
+           'make_pocket_model', 'save_policy', 'default_device', 'resolve_device', 'default_dtype', 'looks_local',
+           'load_tokenizer', 'load_policy']
 
 # %% ../nbs/30_models.ipynb #7163b0bb
 POCKET_PRESETS = {
@@ -77,8 +78,26 @@ def save_policy(model, tokenizer, out_dir:str|Path) -> Path:
 def default_device() -> torch.device:
     "CUDA if available, else Apple MPS, else CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    if _mps_available(): return torch.device('mps')
     return torch.device('cpu')
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+
+def resolve_device(device=None) -> torch.device:
+    "`device` (`cpu`, `cuda`, `cuda:N`, `mps`; None or `auto` for `default_device()`) as a `torch.device`; `ValueError` if unknown or absent here."
+    if device is None or str(device) == 'auto': return default_device()
+    name = str(device)
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError): raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if d.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = 'this PyTorch is built without CUDA' if torch.version.cuda is None else 'no CUDA GPU is visible'
+            raise ValueError(f"device {name!r}: CUDA is not available ({why}); use --device cpu")
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n: raise ValueError(f"device {name!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n-1}")
+    elif d.type == 'mps' and not _mps_available(): raise ValueError(f"device {name!r}: Apple MPS is not available here; use --device cpu")
+    return d
 
 def default_dtype(device) -> torch.dtype:
     "bf16 on CUDA devices that support it, fp32 elsewhere."
@@ -87,20 +106,56 @@ def default_dtype(device) -> torch.dtype:
 
 def _as_dtype(dtype):
     if dtype is None or isinstance(dtype, torch.dtype): return dtype
-    return {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16,
-            'fp32': torch.float32, 'float32': torch.float32}[str(dtype)]
+    names = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16,
+             'fp32': torch.float32, 'float32': torch.float32}
+    if str(dtype) not in names: raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(names)}")
+    return names[str(dtype)]
 
-def _check_model_path(name_or_path) -> None:
-    "A missing local folder gets a clear error (a Hub id has at most one '/'; anything else is a path)."
+HUB_ID_RE = re.compile(r'[\w.-]+(/[\w.-]+)?')
+MODEL_FILES = ('config.json',)
+TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'tokenizer.model', 'spiece.model')
+
+def looks_local(name_or_path) -> bool:
+    "Whether a model name can only be a local path (see above); such names are never sent to the Hub."
+    if isinstance(name_or_path, Path): return True
     s = str(name_or_path)
-    looks_local = isinstance(name_or_path, Path) or s.startswith(('/', '.', '~')) or s.count('/') > 1 or os.sep != '/' and os.sep in s
-    if looks_local and not Path(s).expanduser().is_dir(): raise FileNotFoundError(f"model folder {s} not found")
+    if s.startswith(('/', '.', '~')) or not HUB_ID_RE.fullmatch(s): return True  # absolute, relative, x/y/z, spaces, backslashes
+    if '/' not in s: return False                                                # `gpt2`: a Hub id unless it exists here
+    from alpacafarm_nb.core import get_settings
+    first = s.split('/')[0]
+    return Path(first).exists() or first == get_settings().runs_dir.name
+
+def _check_hub_id(repo_id:str) -> None:
+    "Fail fast for a Hub id not in the local cache where the Hub cannot serve it (offline, unreachable, no such model)."
+    import huggingface_hub as hf
+    if isinstance(hf.try_to_load_from_cache(repo_id, 'config.json'), str): return  # cached: transformers can load it
+    offline = hf.is_offline_mode() if hasattr(hf, 'is_offline_mode') else hf.constants.HF_HUB_OFFLINE
+    if offline: raise FileNotFoundError(f"model {repo_id!r} is not a local folder and not in the Hugging Face cache, "
+                                        "and HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE forbid downloading it")
+    try: hf.model_info(repo_id, timeout=10)
+    except hf.errors.GatedRepoError: return         # gated: from_pretrained, with the user's token, says more
+    except hf.errors.RepositoryNotFoundError:
+        raise FileNotFoundError(f"model {repo_id!r} is not a local folder, and the Hugging Face Hub has no such (public) model") from None
+    except hf.errors.HfHubHTTPError: return         # rate limits, server errors: let from_pretrained retry
+    except Exception as e:                          # no network, DNS, refused, timeout
+        raise ConnectionError(f"model {repo_id!r} is not a local folder or in the Hugging Face cache, and the Hub cannot be reached "
+                              f"({type(e).__name__}: {e}); give a local model folder") from None
+
+def _check_model_path(name_or_path, needs:tuple=MODEL_FILES, what:str='model') -> None:
+    "Clear errors before `from_pretrained`: a local folder must exist and hold `needs`; a path is never taken for a Hub id."
+    s = str(name_or_path); p = Path(s).expanduser()
+    if p.is_dir():
+        if not any((p/f).is_file() for f in needs): raise FileNotFoundError(f"model folder {s} holds no {what} (no {' or '.join(needs)})")
+        return
+    if p.exists(): raise FileNotFoundError(f"{s} is a file; a model is a folder (save_pretrained) or a Hub id")
+    if looks_local(name_or_path): raise FileNotFoundError(f"model folder {s} not found")
+    _check_hub_id(s)
 
 def load_tokenizer(name_or_path:str|Path):
     "The tokenizer of a policy, with a pad token (eos when the tokenizer has none)."
     from transformers import AutoTokenizer
-    _check_model_path(name_or_path)
-    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    _check_model_path(name_or_path, TOKENIZER_FILES, 'tokenizer')
+    tok = AutoTokenizer.from_pretrained(str(Path(name_or_path).expanduser()) if looks_local(name_or_path) else str(name_or_path))
     if tok.pad_token is None:
         if tok.eos_token is None: raise ValueError(f"tokenizer of {name_or_path} has neither pad nor eos token")
         tok.pad_token = tok.eos_token
@@ -109,10 +164,11 @@ def load_tokenizer(name_or_path:str|Path):
 def load_policy(name_or_path:str|Path, dtype=None, device=None):
     "Load `(model, tokenizer)` of any Hugging Face causal LM (Hub id or local folder); eval mode, on `device`."
     from transformers import AutoModelForCausalLM
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     dtype = _as_dtype(dtype) or default_dtype(device)
+    _check_model_path(name_or_path)
     tok = load_tokenizer(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(Path(name_or_path).expanduser()) if looks_local(name_or_path) else str(name_or_path), dtype=dtype)
     if model.config.pad_token_id is None: model.config.pad_token_id = tok.pad_token_id
     if getattr(model, 'generation_config', None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id

@@ -6,7 +6,7 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
 # %% ../nbs/12_judge_server.ipynb #b4293978
 from __future__ import annotations
-import argparse, signal, sys, threading
+import argparse, errno, signal, sys, threading
 
 from .judges import ChatSimulationServer
 from .pocket_judges import pocket_decide, POCKET_MODEL_IDS
@@ -29,7 +29,13 @@ def serve_judges_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--port', type=int, default=8008, help='port (default 8008; 0 picks a free one, printed at start)')
     p.add_argument('--latency', type=float, default=0.0, help='seconds added to each request (to mimic a remote API)')
     a = p.parse_args(argv)
-    srv = make_pocket_server(a.host, a.port, latency=a.latency)
+    def fail(msg): print(f"alpacafarm serve-judges: error: {msg}", file=sys.stderr); return 2
+    if not 0 <= a.port <= 65535: return fail(f"--port must be in 0..65535 (0 picks a free port), got {a.port}")
+    if a.latency < 0: return fail(f"--latency must be >= 0 seconds, got {a.latency}")
+    try: srv = make_pocket_server(a.host, a.port, latency=a.latency)
+    except OSError as e:  # a busy port, a host name that does not resolve, an address not on this machine, a privileged port
+        hint = '; another server is listening there: choose another --port, or 0 for a free one' if e.errno == errno.EADDRINUSE else ''
+        return fail(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}{hint}")
     stop = threading.Event()
     def _stop(*_): stop.set()
     for s in (signal.SIGINT, signal.SIGTERM):

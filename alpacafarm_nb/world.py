@@ -896,8 +896,9 @@ SCALES = dict(full=1.0, small=0.1, tiny=0.01)
 
 def scaled_sizes(scale:str|float='full') -> dict:
     "Split sizes for a named scale (`full`, `small`, `tiny`) or a fraction."
-    f = SCALES[scale] if scale in SCALES else float(scale)
-    if not 0 < f <= 1: raise ValueError(f"--scale must be one of {list(SCALES)} or a fraction in (0, 1], got {scale!r}")
+    try: f = SCALES[scale] if scale in SCALES else float(scale)
+    except (TypeError, ValueError): f = None
+    if f is None or not 0 < f <= 1: raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}, or a fraction in (0, 1]")
     return {k: max(100 if k == 'eval' else 10, int(round(v * f))) if f < 1 else v for k, v in DEFAULT_SIZES.items()}
 
 def write_world(world:World, out:str|Path) -> dict:
@@ -917,8 +918,11 @@ def world_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--scale', default='full', help='full, small (10%%), tiny (1%%) or a fraction in (0, 1]')
     a = p.parse_args(argv)
+    from alpacafarm_nb.core import check_output_dir
     try: sizes = scaled_sizes(a.scale)
-    except ValueError as e: p.error(str(e))
+    except ValueError as e: print(f"alpacafarm world: error: --scale: {e}", file=sys.stderr); return 2
+    try: check_output_dir(a.out)  # before the work
+    except ValueError as e: print(f"alpacafarm world: error: --out: {e}", file=sys.stderr); return 2
     t = time.time(); w = make_world(a.seed, sizes)
     try: paths = write_world(w, a.out)
     except OSError as e: print(f"alpacafarm world: error: cannot write to {a.out}: {e.strerror or e}", file=sys.stderr); return 2
