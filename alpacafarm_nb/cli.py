@@ -10,7 +10,7 @@ import argparse, importlib, os, sqlite3, sys
 from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'main', 'error_message', 'run_subcommand', 'check_subcommands']
+__all__ = ['SUBCOMMANDS', 'TRAIN_KINDS', 'main', 'error_message', 'run_subcommand', 'train_cli', 'check_subcommands']
 
 # %% ../nbs/90_cli.ipynb #ae87a3b6
 # name -> (module, function, one-line help). The function takes the remaining argv and returns an exit code (or None).
@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     'annotate':      ('alpacafarm_nb.annotators', 'annotate_cli', 'annotate pairs (or outputs vs a reference) with an annotator pool'),
     'serve-judges':  ('alpacafarm_nb.serve', 'serve_judges_cli', 'serve the pocket judges and simulated humans as an OpenAI-compatible API'),
     'world':         ('alpacafarm_nb.world', 'world_cli', 'write the pocket world splits to files'),
-    'train':         ('alpacafarm_nb.methods.sft', 'train_cli', 'train a policy (`train pretrain`, `train sft`)'),
+    'train':         ('alpacafarm_nb.cli', 'train_cli', 'train a model: `alpacafarm train KIND ...` (see TRAIN_KINDS)'),
     'generate':      ('alpacafarm_nb.sampling', 'generate_cli', 'sample outputs of a policy for a file of instructions'),
     'farm':          ('alpacafarm_nb.farm', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
 }
@@ -94,10 +94,29 @@ def run_subcommand(name:str, fn:Callable, argv:list[str]) -> int:
     return int(rc or 0)
 
 # %% ../nbs/90_cli.ipynb #21ac7f82
+# kind -> (module, function taking argv, one-line help)
+TRAIN_KINDS = {
+    'pretrain': ('alpacafarm_nb.methods.sft', 'train_pretrain_cli', 'pretrain a pocket base model from scratch on a corpus'),
+    'sft':      ('alpacafarm_nb.methods.sft', 'train_sft_cli', 'supervised fine-tuning on demonstrations (SFT10k)'),
+}
+
+def train_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm train KIND ...`: dispatch to the method's own CLI."
+    argv = list(argv or [])
+    kinds = '\n'.join(f"  {k:<22}{h}" for k, (_, _, h) in TRAIN_KINDS.items())
+    if not argv or argv[0] in ('-h', '--help'):
+        print(f"usage: alpacafarm train KIND [options]\n\nkinds:\n{kinds}\n\nRun `alpacafarm train KIND --help` for a kind's options.")
+        return 0 if argv else 2
+    if argv[0] not in TRAIN_KINDS:
+        print(f"alpacafarm train: error: unknown kind {argv[0]!r}; choose from {', '.join(TRAIN_KINDS)}", file=sys.stderr); return 2
+    mod, fn, _ = TRAIN_KINDS[argv[0]]
+    return getattr(importlib.import_module(mod), fn)(argv[1:])
+
+# %% ../nbs/90_cli.ipynb #15c2fe69
 def check_subcommands() -> dict:
-    "Import every subcommand's function; return {name: error message} for those that fail."
+    "Import every subcommand's and training kind's function; return {name: error message} for those that fail."
     bad = {}
-    for name, (mod, fn, _) in SUBCOMMANDS.items():
+    for name, (mod, fn, _) in [*SUBCOMMANDS.items(), *((f'train {k}', v) for k, v in TRAIN_KINDS.items())]:
         try: getattr(importlib.import_module(mod), fn)
         except Exception as e: bad[name] = f"{type(e).__name__}: {e}"
     return bad

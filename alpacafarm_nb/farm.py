@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from . import __version__
-from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError
+from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'PRESETS', 'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'evaluation_stages', 'run_farm',
@@ -378,8 +378,9 @@ def farm_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else s.runs_dir/a.preset
-    if out.exists() and not out.is_dir():
-        print(f"alpacafarm farm: error: --out {out} is a file, not a folder", file=sys.stderr); return 2
+    try: check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
+    except DataError as e:
+        print(f"alpacafarm farm: error: {e}", file=sys.stderr); return 2
     if a.dry_run:
         for name, what in plan_farm(out, a.preset, a.seed, a.force).items(): print(f"{name}: {what}")
         return 0

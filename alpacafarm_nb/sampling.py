@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import numpy as np
 
-from .core import read_records, write_records, DataError, stable_int
+from .core import read_records, write_records, DataError, stable_int, check_writable_output
 from .data import format_prompt
 
 # %% auto #0
@@ -336,6 +336,7 @@ def generate_cli(argv:list[str]|None=None) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
     try:  # bad input (flags, file, model folder) is one line on stderr and exit code 2, not a traceback
+        check_writable_output(a.out)
         check_sampling_args(n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size)
         if a.limit is not None and a.limit < 1: raise ValueError(f"--limit must be >= 1, got {a.limit}")
         rows = read_records(a.instructions, kind='instruction')

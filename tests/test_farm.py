@@ -104,7 +104,7 @@ def test_farm_bad_out_and_corrupt_stage_file(tmp_path, cli_env):
     "--out that is a file: one line, exit 2, nothing done. A corrupt stage file: a warning, and that stage is redone."
     f = tmp_path / "afile"; f.write_text("x")
     r = run_farm_cli(f, cli_env)
-    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     out = tmp_path / "run"
     assert run_farm_cli(out, cli_env).returncode == 0
     (out / "stages" / "outputs_pocket_gpt4.json").write_text('{"identity": "abc", "summ')

@@ -13,7 +13,7 @@ from typing import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..core import read_records, DataError, atomic_write_text
+from ..core import read_records, DataError, atomic_write_text, check_output_dir
 from ..config import ConfigError, add_config_args, config_from_args, read_config_file
 from ..trainer import TrainConfig
 from ..sampling import IGNORE_INDEX, encode_prompts, encode_responses
@@ -21,7 +21,7 @@ from ..data import format_prompt, PROMPT_NO_INPUT, PROMPT_WITH_INPUT
 
 # %% auto #0
 __all__ = ['TRAIN_CONFIGS', 'tokenize_sft', 'pack_corpus', 'PretrainConfig', 'SFTConfig', 'load_rows', 'pretrain', 'sft',
-           'train_kind_cli', 'train_cli']
+           'train_kind_cli', 'train_pretrain_cli', 'train_sft_cli', 'train_cli']
 
 # %% ../../nbs/40_sft.ipynb #80d4ab28
 def tokenize_sft(rows:Sequence[dict], tokenizer, max_length:int=512, output_key:str='output') -> list[dict]:
@@ -199,7 +199,7 @@ def _train_main(kind:str, a) -> int:
     cfg = config_from_args(cls, a, max_steps=a.max_steps, seed=a.seed, **({'model': a.model} if kind == 'pretrain' else {}))
     pocket = (a.preset or 'pocket').startswith('pocket')
     data = a.data or inputs.get('data') or ('pocket:pretrain' if kind == 'pretrain' else 'pocket:sft' if pocket else 'alpaca_farm:sft')
-    out = Path(a.out or inputs.get('out') or get_settings().runs_dir/f"{kind}-{a.preset}")
+    out = check_output_dir(Path(a.out or inputs.get('out') or get_settings().runs_dir/f"{kind}-{a.preset}"))
     sizes = None
     if a.world_scale != 'full':
         from alpacafarm_nb.world import scaled_sizes
@@ -217,8 +217,16 @@ def _train_main(kind:str, a) -> int:
     print(json.dumps({k: v for k, v in s.items() if k != 'out_dir'} | dict(out_dir=str(out), wall_s=round(time.perf_counter() - t0, 1)), default=str))
     return 0
 
+def train_pretrain_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm train pretrain ...`"
+    return train_kind_cli('pretrain', argv)
+
+def train_sft_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm train sft ...`"
+    return train_kind_cli('sft', argv)
+
 def train_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm train KIND ...` for the kinds of this notebook (the console script's dispatcher adds the later methods' kinds)."
+    "`train_cli(['sft', ...])`: the kinds of this notebook (`alpacafarm train` itself dispatches every kind, in `cli`)."
     argv = list(argv or [])
     if not argv or argv[0] not in TRAIN_CONFIGS:
         print(f"usage: alpacafarm train {{{','.join(TRAIN_CONFIGS)}}} ...", file=sys.stderr); return 2
