@@ -127,7 +127,7 @@ class Config:
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
-    def save(self, folder:str|Path, preset:str|None=None, name:str='config.json') -> Path:
+    def save(self, folder:str|Path, preset:str|None=None, name:str='run_config.json') -> Path:
         "Write the resolved config (and the preset it came from) to `folder/name`."
         folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
         rec = dict(config_class=type(self).__name__, preset=preset, **self.to_dict())
@@ -137,7 +137,7 @@ class Config:
     def load(cls, path:str|Path):
         "Read a config written by `save` (a folder or the file itself)."
         p = Path(path)
-        if p.is_dir(): p = p/'config.json'
+        if p.is_dir(): p = p/'run_config.json'
         d = json.loads(p.read_text())
         d.pop('config_class', None)
         return cls.from_dict(d)

@@ -6,19 +6,19 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/farm.html.md"""
 
 # %% ../nbs/60_farm.ipynb #89c41fb9
 from __future__ import annotations
-import argparse, datetime, html, json, os, resource, sys, time
+import argparse, datetime, html, json, os, resource, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
 from . import __version__
-from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything
+from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'PRESETS', 'get_preset', 'stage_done', 'mark_done', 'run_farm', 'peak_memory_mb', 'evaluate_all',
-           'combine_leaderboards', 'write_report', 'farm_cli']
+__all__ = ['POCKET_SYSTEMS', 'PRESETS', 'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'evaluation_stages', 'run_farm',
+           'plan_farm', 'peak_memory_mb', 'combine_leaderboards', 'write_report', 'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -27,14 +27,13 @@ POCKET_SYSTEMS = ('pocket_gpt4', 'pocket_chatgpt', 'pocket_verbose', 'pocket_dav
 PRESETS = {
     'pocket': dict(
         world=dict(seed=0, sizes=None),
-        # SFT10k for 3 epochs, as in AlpacaFarm's recipe: 1 epoch leaves the tiny model at ~25% (barely above the base)
-        model='pocket-tiny', pretrain=dict(preset='pocket'), sft=dict(preset='pocket', epochs=3.0),
+        # each method's hyperparameters come from its config class's preset of this name (see the method notebooks)
+        pretrain='pocket', sft='pocket',
         sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
         systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None),
     'pocket-quick': dict(
         world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
-        model='pocket-tiny', pretrain=dict(preset='pocket', model_overrides=dict(n_layer=1, n_embd=64, n_head=2)),
-        sft=dict(preset='pocket'),
+        pretrain='pocket-quick', sft='pocket-quick',
         sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
         systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None),
 }
@@ -45,83 +44,212 @@ def get_preset(name:str, **overrides) -> dict:
     return {**json.loads(json.dumps(PRESETS[name])), **overrides}
 
 # %% ../nbs/60_farm.ipynb #12ef2cd8
-def stage_done(folder:Path) -> dict|None:
-    "The summary of a finished stage, or None."
-    f = Path(folder)/'DONE.json'
-    return json.loads(f.read_text()) if f.is_file() else None
+@dataclass
+class Stage:
+    "One step of the farm: `fn(run)` writes `outputs` (paths relative to the run folder) and returns a JSON summary."
+    name: str
+    fn: Callable
+    inputs: tuple = ()
+    config: dict = field(default_factory=dict)
+    outputs: tuple = ()
+    describe: str = ''                # one line for the log
 
-def mark_done(folder:Path, summary:Mapping) -> dict:
-    "Mark a stage finished (atomically) with its `summary`."
-    atomic_write_text(Path(folder)/'DONE.json', json.dumps(dict(summary), indent=2, default=str))
-    return dict(summary)
+def _json_safe(x): return json.loads(json.dumps(x, default=str))
 
 def _log(msg:str): print(f"[farm {datetime.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
-# %% ../nbs/60_farm.ipynb #e4a16d28
-def _train_stage(folder:Path, fn, force:bool, **kwargs) -> dict:
-    if not force and (s := stage_done(folder)) is not None: return s
-    t0 = time.time()
-    summary = fn(out_dir=folder, resume=not force, **kwargs)
-    return mark_done(folder, {**{k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None)))},
-                              'seconds': round(time.time() - t0, 2)})
+def _config_diff(old:Mapping, new:Mapping, prefix:str='') -> list[str]:
+    "Human-readable differences between two configs: ['seed 0 -> 1', 'sizes.eval 805 -> 120']."
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, '<absent>'), new.get(k, '<absent>')
+        if isinstance(a, Mapping) and isinstance(b, Mapping): out += _config_diff(a, b, f'{prefix}{k}.')
+        elif a != b: out.append(f'{prefix}{k} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}')
+    return out
 
-def _outputs_stage(path:Path, make, force:bool) -> list[dict]:
-    if path.is_file() and not force: return read_records(path, 'output')
-    rows = make()
-    write_records(rows, path)
-    return rows
+def _read_state(path:Path) -> tuple[dict|None, str|None]:
+    "A stage file's content, or (None, warning) when it is missing or unreadable."
+    if not path.is_file(): return None, None
+    try:
+        d = json.loads(path.read_text())
+        if not isinstance(d, dict) or 'identity' not in d: raise ValueError('no identity')
+        return d, None
+    except (ValueError, OSError, UnicodeDecodeError) as e: return None, f"{path} is unreadable ({e}); redoing that stage"
+
+class StageRunner:
+    "Runs a table of `Stage`s in a run folder, skipping those whose identity is unchanged and finished."
+    def __init__(self, out:str|Path, force:bool=False, log:Callable|None=None):
+        self.out, self.force, self.log = Path(out), force, log or _log
+        self.identities, self.summaries, self.seconds, self.actions = {}, {}, {}, {}
+        self.state_dir = self.out/'stages'
+
+    def identity(self, st:Stage) -> str:
+        missing = [i for i in st.inputs if i not in self.identities]
+        if missing: raise ValueError(f"stage {st.name} reads {missing}, which come later in the table (or do not exist)")
+        return stable_hash(st.name, _json_safe(st.config), {i: self.identities[i] for i in st.inputs})
+
+    def _why(self, st:Stage, old:Mapping) -> str:
+        reasons = _config_diff(old.get('config', {}), _json_safe(st.config))
+        reasons += [f"input {i} changed" for i in st.inputs if old.get('inputs', {}).get(i) != self.identities[i]]
+        return '; '.join(reasons) or 'identity changed'
+
+    def _clear(self, st:Stage):
+        for rel in st.outputs:
+            p = self.out/rel
+            if p.is_dir(): shutil.rmtree(p)
+            elif p.exists(): p.unlink()
+
+    def plan(self, stages:Sequence[Stage]) -> dict:
+        "What `run` would do, without doing it: {name: 'skip' | 'run (why)' | 'redo (why)'} (upstream redos propagate)."
+        saved, plan = dict(self.identities), {}
+        for st in stages:
+            ident = self.identities[st.name] = self.identity(st)
+            done, _ = _read_state(self.state_dir/f'{st.name}.json')
+            if not self.force and done is not None and done['identity'] == ident: plan[st.name] = 'skip'
+            elif done is not None: plan[st.name] = f"redo ({self._why(st, done)})"
+            else: plan[st.name] = 'run'
+        self.identities = saved
+        return plan
+
+    def run(self, stages:Sequence[Stage]) -> dict:
+        "Run (or skip) every stage in order; {name: summary}."
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names): raise ValueError(f"duplicate stage names in {names}")
+        for k, st in enumerate(stages, 1):
+            ident = self.identity(st)
+            self.identities[st.name] = ident
+            done, warn = _read_state(self.state_dir/f'{st.name}.json')
+            if warn: self.log(f"warning: {warn}")
+            started, _ = _read_state(self.state_dir/f'{st.name}.started.json')
+            tag = f"[{k}/{len(stages)}] {st.name}"
+            if not self.force and done is not None and done['identity'] == ident:
+                self.summaries[st.name], self.seconds[st.name], self.actions[st.name] = done.get('summary', {}), done.get('seconds', 0.0), 'skipped'
+                self.log(f"{tag}: done before, skipped")
+                continue
+            if self.force: why, keep = 'forced', False
+            elif done is not None: why, keep = self._why(st, done), False
+            elif started is not None and started['identity'] == ident: why, keep = 'resuming an unfinished run', True
+            elif started is not None: why, keep = self._why(st, started), False
+            else: why, keep = 'new', False
+            if not keep: self._clear(st)
+            (self.state_dir/f'{st.name}.json').unlink(missing_ok=True)
+            record = dict(identity=ident, config=_json_safe(st.config), inputs={i: self.identities[i] for i in st.inputs})
+            atomic_write_text(self.state_dir/f'{st.name}.started.json', json.dumps(record, indent=1))
+            self.log(f"{tag}: {'redo' if why not in ('new', 'resuming an unfinished run') else 'run'} ({why})" + (f": {st.describe}" if st.describe else ''))
+            t0 = time.time()
+            summary = _json_safe(st.fn(self) or {})
+            self.seconds[st.name] = round(time.time() - t0, 2)
+            self.summaries[st.name], self.actions[st.name] = summary, f"ran ({why})"
+            atomic_write_text(self.state_dir/f'{st.name}.json', json.dumps(dict(record, summary=summary, seconds=self.seconds[st.name],
+                              finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), indent=1, default=str))
+            (self.state_dir/f'{st.name}.started.json').unlink(missing_ok=True)
+        return self.summaries
+
+# %% ../nbs/60_farm.ipynb #e4a16d28
+def _outputs(run:StageRunner, name:str) -> list[dict]: return read_records(run.out/'outputs'/f'{name}.json', 'output')
+
+def _train_summary(s:Mapping) -> dict: return {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+def farm_stages(cfg:Mapping, seed:int, progress:bool=True, ctx:dict|None=None) -> list[Stage]:
+    "The farm's stage table for a resolved preset `cfg` and `seed` (in data-flow order; see the notebook for each stage)."
+    from alpacafarm_nb.world import make_world
+    from alpacafarm_nb.methods.sft import pretrain, sft, PretrainConfig, SFTConfig
+    from alpacafarm_nb.sampling import generate_outputs
+    ctx = {} if ctx is None else ctx            # in-memory values shared by stage functions (the world)
+    pre_cfg = PretrainConfig.resolve(cfg['pretrain'], dict(seed=seed, progress=progress))
+    sft_cfg = SFTConfig.resolve(cfg['sft'], dict(seed=seed, progress=progress))
+    def ident(c): return {k: v for k, v in c.to_dict().items() if k != 'progress'}      # progress bars change no result
+
+    def build_world():                            # the world is cheap and deterministic: rebuilt in memory when needed
+        if 'world' not in ctx:
+            ctx['world'] = make_world(cfg['world']['seed'], cfg['world']['sizes'])
+            ctx['eval_set'] = _eval_set(ctx['world'], cfg)
+        return ctx['world']
+    def world(): return build_world()
+    def world_stage(run):
+        w = build_world()
+        write_records([dict(instruction=r['instruction'], input=r['input'], output=r['output'], generator=r['generator'])
+                       for r in ctx['eval_set']], run.out/'outputs'/'reference.json')
+        return dict(n_eval=len(ctx['eval_set']), splits={k: len(v) for k, v in w.splits.items()}, pretrain_texts=len(w.pretrain_corpus))
+
+    stages = [Stage('world', world_stage, (), dict(cfg['world'], n_eval=cfg['n_eval']), ('outputs/reference.json',),
+                    'the pocket world and its evaluation set')]
+    stages.append(Stage('base', lambda run: _train_summary(pretrain(world().pretrain_corpus, run.out/'models'/'base', config=pre_cfg, resume=True)),
+                        ('world',), dict(pretrain=ident(pre_cfg), preset=cfg['pretrain']), ('models/base',), 'pretraining the base model'))
+    stages.append(Stage('sft10k', lambda run: _train_summary(sft(str(run.out/'models'/'base'), world().splits['sft'], run.out/'models'/'sft10k',
+                                                                 val_rows=world().splits['val'], config=sft_cfg, resume=True)),
+                        ('world', 'base'), dict(sft=ident(sft_cfg), preset=cfg['sft']), ('models/sft10k',), 'SFT10k on the demonstrations'))
+    for name in ('base', 'sft10k'):
+        def sample(run, name=name):
+            rows = generate_outputs(str(run.out/'models'/name), _eval_set(world(), cfg), generator=name, seed=seed,
+                                    progress=progress, **cfg['sample'])
+            write_records(rows, run.out/'outputs'/f'{name}.json')
+            return dict(n=len(rows))
+        stages.append(Stage(f'outputs_{name}', sample, ('world', name), dict(sample=cfg['sample'], seed=seed), (f'outputs/{name}.json',),
+                            f'sampling {name} on the evaluation set'))
+    for name in cfg['systems']:
+        def system(run, name=name):
+            rows = world().generate(name, _eval_set(world(), cfg), seed=seed)
+            write_records(rows, run.out/'outputs'/f'{name}.json')
+            return dict(n=len(rows))
+        stages.append(Stage(f'outputs_{name}', system, ('world',), dict(seed=seed), (f'outputs/{name}.json',), f'the scripted system {name}'))
+    return stages
+
+def _eval_set(w, cfg): return w.splits['eval'][:cfg['n_eval']] if cfg['n_eval'] else w.splits['eval']
+
+def evaluation_stages(output_names:Sequence[str], judges:Mapping[str, str], seed:int, progress:bool=True) -> list[Stage]:
+    "One stage per output set: annotate it against the reference with every judge (AlpacaEval-format files per judge)."
+    from alpacafarm_nb.annotators import annotate_vs_reference
+    out = []
+    for name in output_names:
+        def annotate(run, name=name):
+            ref = read_records(run.out/'outputs'/'reference.json', 'output')
+            res = {}
+            for judge, pool in judges.items():
+                df = annotate_vs_reference(_outputs(run, name), ref, annotator=pool, seed=seed, p_label_flip=0.0,
+                                           cache_path=run.out/'annotations.sqlite', progress=progress)
+                write_records(df, run.out/'annotations'/judge/f'{name}.json')
+                res[judge] = int(df['preference'].notna().sum())
+            return dict(annotated=res)
+        out.append(Stage(f'evaluate_{name}', annotate, ('world', f'outputs_{name}'), dict(judges=dict(judges), seed=seed),
+                         tuple(f'annotations/{j}/{name}.json' for j in judges), f'judging {name} with {", ".join(judges)}'))
+    return out
 
 def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, progress:bool=True, **overrides) -> dict:
     "Run the farm into folder `out`; returns the results dict also written to `out/results.json`."
-    from alpacafarm_nb.world import make_world
-    from alpacafarm_nb.methods.sft import pretrain, sft
-    from alpacafarm_nb.sampling import generate_outputs
+    from alpacafarm_nb.evaluate import leaderboard
     cfg = get_preset(preset, **overrides)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK): raise PermissionError(f"--out {out} is not writable")
     if not progress:  # transformers' own "Loading weights" bars too
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()
     seed_everything(seed)
-    timings, t_start = {}, time.time()
+    t_start = time.time()
+    judges = {'pool': cfg['pool'], 'humans': cfg['humans']}
+    stages, output_names = _all_stages(cfg, seed, progress)
+    runner = StageRunner(out, force=force)
+    runner.run(stages)
 
-    _log(f"world (seed {cfg['world']['seed']})")
-    t0 = time.time(); world = make_world(cfg['world']['seed'], cfg['world']['sizes']); timings['world'] = time.time() - t0
-    eval_set = world.splits['eval'][:cfg['n_eval']] if cfg['n_eval'] else world.splits['eval']
-    reference = [dict(instruction=r['instruction'], input=r['input'], output=r['output'], generator=r['generator']) for r in eval_set]
-    write_records(reference, out/'outputs'/'reference.json')
-
-    _log(f"pretraining the base model ({cfg['model']}) on {len(world.pretrain_corpus)} texts")
-    pre = dict(cfg['pretrain']); pre.setdefault('model', cfg['model'])
-    s_base = _train_stage(out/'models'/'base', pretrain, force, corpus=world.pretrain_corpus, seed=seed, progress=progress, **pre)
-    timings['pretrain'] = s_base['seconds']
-
-    _log(f"SFT10k on {len(world.splits['sft'])} demonstrations")
-    s_sft = _train_stage(out/'models'/'sft10k', sft, force, policy=str(out/'models'/'base'), rows=world.splits['sft'],
-                         val_rows=world.splits['val'], seed=seed, progress=progress, **cfg['sft'])
-    timings['sft'] = s_sft['seconds']
-
-    _log(f"sampling on {len(eval_set)} evaluation instructions")
-    t0 = time.time(); outputs = {}
-    for name in ('base', 'sft10k'):
-        outputs[name] = _outputs_stage(out/'outputs'/f'{name}.json', lambda name=name: generate_outputs(
-            str(out/'models'/name), eval_set, generator=name, seed=seed, progress=progress, **cfg['sample']), force)
-    for name in cfg['systems']:
-        outputs[name] = _outputs_stage(out/'outputs'/f'{name}.json', lambda name=name: world.generate(name, eval_set, seed=seed), force)
-    timings['sample'] = time.time() - t0
-
-    _log("evaluating against the reference with the judge pool and the human crowd")
-    t0 = time.time()
-    boards, judges = evaluate_all(outputs, reference, out, judges={'pool': cfg['pool'], 'humans': cfg['humans']}, seed=seed, progress=progress)
-    timings['evaluate'] = time.time() - t0
-    timings['total'] = time.time() - t_start
-
+    boards = {}
+    for judge in judges:
+        frames = [pd.DataFrame(read_records(out/'annotations'/judge/f'{n}.json', 'annotation')) for n in output_names]
+        boards[judge] = leaderboard(pd.concat(frames, ignore_index=True))
     board = combine_leaderboards(boards)
     board.to_csv(out/'leaderboard.csv')
-    results = dict(schema_version=1, alpacafarm_nb_version=__version__, preset=preset, seed=seed,
+    outputs = {n: read_records(out/'outputs'/f'{n}.json', 'output') for n in output_names}
+    reference = read_records(out/'outputs'/'reference.json', 'output')
+    timings = _stage_timings(runner)
+    timings['total'] = time.time() - t_start
+    results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seed,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                    config=cfg, judges=judges,
-                   models=dict(base=dict(path='models/base', **s_base), sft10k=dict(path='models/sft10k', **s_sft)),
+                   models={m: dict(path=f'models/{m}', **runner.summaries.get(m, {})) for m in ('base', 'sft10k')},
                    leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
+                   stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16]) for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()},
                    peak_memory_mb=round(peak_memory_mb(), 1),
                    files=dict(leaderboard='leaderboard.csv', report='report.html', reference='outputs/reference.json',
@@ -132,31 +260,31 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     _log(f"done in {timings['total']:.0f} s: {out/'leaderboard.csv'}, {out/'results.json'}, {out/'report.html'}")
     return results
 
+def _all_stages(cfg:Mapping, seed:int, progress:bool=True) -> tuple[list[Stage], list[str]]:
+    "The whole table: the stages of `farm_stages`, then one evaluation stage per output set."
+    stages = farm_stages(cfg, seed, progress)
+    output_names = [s.name[len('outputs_'):] for s in stages if s.name.startswith('outputs_')]
+    return stages + evaluation_stages(output_names, {'pool': cfg['pool'], 'humans': cfg['humans']}, seed, progress), output_names
+
+def plan_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, **overrides) -> dict:
+    "What `run_farm` would do in `out`: {stage: 'skip' | 'run' | 'redo (why)'}."
+    return StageRunner(out, force=force).plan(_all_stages(get_preset(preset, **overrides), seed)[0])
+
+def _stage_timings(runner:StageRunner) -> dict:
+    "Seconds per group of stages (world, pretrain, sft, sample, evaluate, ...) as the report shows them."
+    groups = {}
+    for n, sec in runner.seconds.items():
+        g = {'base': 'pretrain', 'sft10k': 'sft'}.get(n, n.split('_')[0] if n.split('_')[0] in ('outputs', 'evaluate') else n)
+        g = {'outputs': 'sample'}.get(g, g)
+        groups[g] = groups.get(g, 0.0) + sec
+    return groups
+
 def peak_memory_mb() -> float:
     "Peak resident memory of this process and its finished children, in MB (Linux reports KB)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(r) / 1024
 
 # %% ../nbs/60_farm.ipynb #b7199597
-def evaluate_all(outputs:Mapping[str, list], reference:list, out:Path, judges:Mapping[str, str], seed:int=0,
-                 progress:bool=True) -> tuple[dict, dict]:
-    "Annotate every system's outputs against `reference` with each judge; {judge: leaderboard DataFrame}, {judge: pool name}."
-    from alpacafarm_nb.annotators import annotate_vs_reference
-    from alpacafarm_nb.evaluate import leaderboard
-    boards = {}
-    for judge, pool in judges.items():
-        frames = []
-        for name, rows in outputs.items():
-            path = Path(out)/'annotations'/judge/f'{name}.json'
-            if path.is_file(): df = pd.DataFrame(read_records(path, 'annotation'))
-            else:
-                df = annotate_vs_reference(rows, reference, annotator=pool, seed=seed, p_label_flip=0.0,
-                                           cache_path=Path(out)/'annotations.sqlite', progress=progress)
-                write_records(df, path)
-            frames.append(df)
-        boards[judge] = leaderboard(pd.concat(frames, ignore_index=True))
-    return boards, dict(judges)
-
 def combine_leaderboards(boards:Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     "One row per model: win rate and standard error per judge, plus counts and length; sorted by the first judge."
     cols = {}
@@ -247,8 +375,12 @@ def farm_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--seed', type=int, default=s.seed, help='seed of training and sampling (default %(default)s)')
     p.add_argument('--force', action='store_true', help='redo every stage instead of resuming')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else s.runs_dir/a.preset
+    if a.dry_run:
+        for name, what in plan_farm(out, a.preset, a.seed, a.force).items(): print(f"{name}: {what}")
+        return 0
     res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress)
     board = pd.read_csv(out/'leaderboard.csv', index_col=0)
     print(board.round(2).to_string())

@@ -10,27 +10,31 @@ import argparse, copy, json, os, sys, time
 from pathlib import Path
 from typing import Sequence
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from ..core import read_records, DataError, atomic_write_text
+from ..config import ConfigError, add_config_args, config_from_args, read_config_file
+from ..trainer import TrainConfig
+from ..sampling import IGNORE_INDEX, encode_prompts, encode_responses
 from ..data import format_prompt, PROMPT_NO_INPUT, PROMPT_WITH_INPUT
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'PRETRAIN_PRESETS', 'SFT_PRESETS', 'PRESETS', 'tokenize_sft', 'pack_corpus', 'load_rows', 'pretrain',
-           'sft', 'load_train_config', 'train_cli']
+__all__ = ['TRAIN_CONFIGS', 'tokenize_sft', 'pack_corpus', 'PretrainConfig', 'SFTConfig', 'load_rows', 'pretrain', 'sft',
+           'train_kind_cli', 'train_cli']
 
 # %% ../../nbs/40_sft.ipynb #80d4ab28
-IGNORE_INDEX = -100
-
 def tokenize_sft(rows:Sequence[dict], tokenizer, max_length:int=512, output_key:str='output') -> list[dict]:
     "Encode demonstrations as {input_ids, labels} with labels only on response tokens + EOS."
     prompts = [format_prompt(r['instruction'], r.get('input') or '') for r in rows]
     for i, r in enumerate(rows):
         if not isinstance(r.get(output_key), str): raise DataError(f"missing or non-string {output_key}", None, i, output_key)
-    P = tokenizer(prompts, add_special_tokens=True)['input_ids']
-    R = tokenizer([r[output_key] for r in rows], add_special_tokens=False)['input_ids']
+    P = encode_prompts(tokenizer, prompts)                                   # as sampling encodes them: BOS + prompt
+    R = encode_responses(tokenizer, [r[output_key] for r in rows])           # the response's tokens + EOS
     out, dropped = [], 0
     for p, r in zip(P, R):
-        ids = (p + r + [tokenizer.eos_token_id])[:max_length]
-        labels = ([IGNORE_INDEX] * len(p) + r + [tokenizer.eos_token_id])[:max_length]
+        ids = (p + r)[:max_length]
+        labels = ([IGNORE_INDEX] * len(p) + r)[:max_length]
         if all(l == IGNORE_INDEX for l in labels): dropped += 1; continue
         out.append(dict(input_ids=ids, labels=labels))
     if dropped: print(f"tokenize_sft: dropped {dropped} of {len(rows)} examples whose prompt fills max_length={max_length}", file=sys.stderr)
@@ -46,24 +50,43 @@ def pack_corpus(texts:Sequence[str], tokenizer, block_size:int=128) -> list[dict
     return [dict(input_ids=b, labels=b) for b in blocks if len(b) >= 2]
 
 # %% ../../nbs/40_sft.ipynb #8f761f40
-PRETRAIN_PRESETS = {
-    'pocket': dict(model='pocket-tiny', data='pocket:pretrain', val_fraction=0.02, block_size=128,
-                   train=dict(lr=3e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
-                              weight_decay=0.01, betas=(0.9, 0.98), eval_every=0, log_every=20)),
-    'pocket-small': dict(model='pocket-small', data='pocket:pretrain', val_fraction=0.02, block_size=128,
-                   train=dict(lr=1.5e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
-                              weight_decay=0.01, betas=(0.9, 0.98), eval_every=0, log_every=20)),
-}
-SFT_PRESETS = {
-    'pocket': dict(model='runs/pocket/base', data='pocket:sft', val='pocket:val', max_length=256, val_limit=256,
-                   train=dict(lr=2e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
-                              weight_decay=0.0, betas=(0.9, 0.98), eval_every=0, log_every=20)),
-    # AlpacaFarm's SFT10k recipe (LLaMA-7B, 8 x A100, FSDP): 3 epochs, lr 2e-5, effective batch 128, warmup 3%, max length 512
-    'alpaca-sft': dict(model='huggyllama/llama-7b', data='alpaca_farm:sft', val='alpaca_farm:val', max_length=512, val_limit=None,
-                       train=dict(lr=2e-5, epochs=3.0, batch_size=128, micro_batch_size=4, warmup_ratio=0.03, min_lr_ratio=0.0,
-                                  weight_decay=0.0, eval_every=50, save_every=100, log_every=1, mixed_precision='auto')),
-}
-PRESETS = dict(pretrain=PRETRAIN_PRESETS, sft=SFT_PRESETS)
+@dataclass
+class PretrainConfig(TrainConfig):
+    "Pretraining a pocket base model: the trainer's fields, the pocket model preset and its size overrides, packing."
+    model: str = 'pocket-tiny'          # a models.POCKET_PRESETS name
+    n_layer: int|None = None            # overrides of the model preset (None: the preset's)
+    n_embd: int|None = None
+    n_head: int|None = None
+    block_size: int = 128
+    val_fraction: float = 0.02
+    presets: ClassVar[dict] = {
+        'pocket': dict(lr=3e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
+                       weight_decay=0.01, betas=(0.9, 0.98), eval_every=0, log_every=20),
+        'pocket-small': dict(model='pocket-small', lr=1.5e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03,
+                             min_lr_ratio=0.1, weight_decay=0.01, betas=(0.9, 0.98), eval_every=0, log_every=20),
+        # CI: a one-layer model on a small corpus, seconds
+        'pocket-quick': dict(n_layer=1, n_embd=64, n_head=2, lr=3e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03,
+                             min_lr_ratio=0.1, weight_decay=0.01, betas=(0.9, 0.98), eval_every=0, log_every=20),
+    }
+
+    def model_overrides(self) -> dict:
+        return {k: getattr(self, k) for k in ('n_layer', 'n_embd', 'n_head') if getattr(self, k) is not None}
+
+@dataclass
+class SFTConfig(TrainConfig):
+    "Supervised fine-tuning: the trainer's fields plus the maximum sequence length and how much validation to score."
+    max_length: int = 512
+    val_limit: int|None = None          # score only the first N validation rows (None: all)
+    presets: ClassVar[dict] = {
+        # 3 epochs, as in AlpacaFarm's recipe: 1 epoch leaves the pocket model at ~25% win rate (barely above the base)
+        'pocket': dict(lr=2e-3, epochs=3.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
+                       weight_decay=0.0, betas=(0.9, 0.98), eval_every=0, log_every=20, max_length=256, val_limit=256),
+        'pocket-quick': dict(lr=2e-3, epochs=1.0, batch_size=32, micro_batch_size=32, warmup_ratio=0.03, min_lr_ratio=0.1,
+                             weight_decay=0.0, betas=(0.9, 0.98), eval_every=0, log_every=20, max_length=256, val_limit=64),
+        # AlpacaFarm's SFT10k recipe (LLaMA-7B, 8 x A100, FSDP): 3 epochs, lr 2e-5, effective batch 128, warmup 3%, max length 512
+        'alpaca': dict(lr=2e-5, epochs=3.0, batch_size=128, micro_batch_size=4, warmup_ratio=0.03, min_lr_ratio=0.0,
+                       weight_decay=0.0, eval_every=50, save_every=100, log_every=1, mixed_precision='auto', max_length=512),
+    }
 
 def load_rows(spec:str, kind:str='sft', world_seed:int=0, world_sizes:dict|None=None):
     "Rows (or texts, for `pocket:pretrain` and text files) named by a data spec; see above."
@@ -85,130 +108,118 @@ def load_rows(spec:str, kind:str='sft', world_seed:int=0, world_sizes:dict|None=
     return [r['text'] for r in rows]
 
 # %% ../../nbs/40_sft.ipynb #25b2916b
-def _train_config(preset:dict, overrides:dict|None):
-    from alpacafarm_nb.trainer import TrainConfig
-    return TrainConfig.from_dict({**preset.get('train', {}), **(overrides or {})})
-
-def pretrain(corpus:Sequence[str], out_dir:str|Path, model:str='pocket-tiny', preset:str='pocket', block_size:int|None=None,
-             val_fraction:float|None=None, seed:int=0, resume:bool=False, stop_after:int|None=None, model_overrides:dict|None=None,
-             **train_overrides) -> dict:
-    "Pretrain a fresh pocket `model` preset on `corpus`; save model + tokenizer to `out_dir`; return the trainer summary."
-    from alpacafarm_nb.models import make_pocket_model, load_policy
-    from alpacafarm_nb.trainer import train
-    p = PRETRAIN_PRESETS[preset]
-    block_size, val_fraction = block_size or p['block_size'], p['val_fraction'] if val_fraction is None else val_fraction
-    cfg = _train_config(p, dict(seed=seed, **train_overrides))
+def pretrain(corpus:Sequence[str], out_dir:str|Path, config:PretrainConfig|None=None, preset:str|None='pocket', resume:bool=False,
+             stop_after:int|None=None, **overrides) -> dict:
+    "Pretrain a fresh pocket model on `corpus`; save model + tokenizer (+ run_config.json) to `out_dir`; return the trainer summary."
+    from alpacafarm_nb.models import make_pocket_model, load_tokenizer
+    from alpacafarm_nb.trainer import train, latest_checkpoint
+    cfg = config if config is not None else PretrainConfig.resolve(preset, overrides)
     out_dir = Path(out_dir)
     texts = list(corpus)
-    n_val = int(len(texts) * val_fraction)
+    n_val = int(len(texts) * cfg.val_fraction)
     tok_texts = texts + [PROMPT_NO_INPUT.format(instruction=''), PROMPT_WITH_INPUT.format(instruction='', input='')] * 200
-    from alpacafarm_nb.trainer import latest_checkpoint
     if resume and latest_checkpoint(out_dir) is not None and (out_dir/'tokenizer.json').is_file():
-        from alpacafarm_nb.models import load_tokenizer
         tok = load_tokenizer(out_dir)                               # same tokenizer as the interrupted run
-        m, tok = make_pocket_model(model, tokenizer=tok, seed=seed, **(model_overrides or {}))
+        m, tok = make_pocket_model(cfg.model, tokenizer=tok, seed=cfg.seed, **cfg.model_overrides())
     else:
-        m, tok = make_pocket_model(model, tok_texts, seed=seed, **(model_overrides or {}))
+        m, tok = make_pocket_model(cfg.model, tok_texts, seed=cfg.seed, **cfg.model_overrides())
         out_dir.mkdir(parents=True, exist_ok=True); tok.save_pretrained(out_dir)
-    if block_size > m.config.n_positions: raise ValueError(f"block_size {block_size} > model context {m.config.n_positions}")
-    train_ex = pack_corpus(texts[n_val:], tok, block_size)
-    val_ex = pack_corpus(texts[:n_val], tok, block_size) if n_val else None
+    if cfg.block_size > m.config.n_positions: raise ConfigError(f"block_size {cfg.block_size} > model context {m.config.n_positions}")
+    cfg.save(out_dir, preset=preset if config is None else None)
+    train_ex = pack_corpus(texts[n_val:], tok, cfg.block_size)
+    val_ex = pack_corpus(texts[:n_val], tok, cfg.block_size) if n_val else None
     s = train(m, train_ex, out_dir, cfg, val_examples=val_ex, tokenizer=tok, resume=resume, stop_after=stop_after, run_name='pretrain')
     s['params'] = sum(q.numel() for q in m.parameters())
     return s
 
 # %% ../../nbs/40_sft.ipynb #66ac9fdb
-def sft(policy, rows:Sequence[dict], out_dir:str|Path, val_rows:Sequence[dict]|None=None, preset:str='pocket',
-        max_length:int|None=None, val_limit:int|None=-1, seed:int=0, resume:bool=False, stop_after:int|None=None,
-        **train_overrides) -> dict:
-    "Supervised fine-tuning of `policy` on demonstrations `rows`; saves to `out_dir`; returns the trainer summary."
+def sft(policy, rows:Sequence[dict], out_dir:str|Path, val_rows:Sequence[dict]|None=None, config:SFTConfig|None=None,
+        preset:str|None='pocket', resume:bool=False, stop_after:int|None=None, **overrides) -> dict:
+    """Supervised fine-tuning of `policy` on demonstrations `rows`; saves to `out_dir` (with run_config.json); returns the trainer summary.
+
+    Hyperparameters: `config`, or preset `preset` with keyword `overrides` (any `SFTConfig` field, type-checked)."""
     import torch
     from alpacafarm_nb.models import load_policy
     from alpacafarm_nb.trainer import train
-    p = SFT_PRESETS[preset]
-    max_length = max_length or p['max_length']
-    val_limit = p.get('val_limit') if val_limit == -1 else val_limit
-    cfg = _train_config(p, dict(seed=seed, **train_overrides))
+    cfg = config if config is not None else SFTConfig.resolve(preset, overrides)
     if isinstance(policy, (str, Path)):
         model, tok = load_policy(policy, dtype=torch.float32 if not torch.cuda.is_available() else None)
     else: model, tok = policy
+    max_length = cfg.max_length
     ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
     if ctx: max_length = min(max_length, ctx)
     train_ex = tokenize_sft(rows, tok, max_length)
-    val_ex = tokenize_sft(list(val_rows)[:val_limit] if val_limit else list(val_rows), tok, max_length) if val_rows else None
+    val_ex = None
+    if val_rows:
+        val_rows = list(val_rows)[:cfg.val_limit] if cfg.val_limit else list(val_rows)
+        val_ex = tokenize_sft(val_rows, tok, max_length)
+    cfg.save(out_dir, preset=preset if config is None else None)
     return train(model, train_ex, out_dir, cfg, val_examples=val_ex, tokenizer=tok, resume=resume, stop_after=stop_after, run_name='sft')
 
 # %% ../../nbs/40_sft.ipynb #555baa42
-def _parse_value(v:str):
-    import yaml
-    return yaml.safe_load(v)
+TRAIN_CONFIGS = dict(pretrain=PretrainConfig, sft=SFTConfig)
 
-def load_train_config(kind:str, preset:str|None=None, config:str|Path|None=None) -> dict:
-    "The preset (default `pocket`) updated by a YAML/JSON config file; `train:` entries are merged, not replaced."
-    import yaml
-    if kind not in PRESETS: raise ValueError(f"unknown training kind {kind!r}; choose from {list(PRESETS)}")
-    name = preset or 'pocket'
-    if name not in PRESETS[kind]: raise ValueError(f"unknown {kind} preset {name!r}; choose from {list(PRESETS[kind])}")
-    c = copy.deepcopy(PRESETS[kind][name]); c['preset'] = name
-    if config:
-        if not Path(config).is_file(): raise DataError("no such file", config)
-        try: user = yaml.safe_load(Path(config).read_text()) or {}
-        except yaml.YAMLError as e: raise DataError(f"not valid YAML: {' '.join(str(e).split())}", config) from None
-        if not isinstance(user, dict): raise DataError(f"expected a mapping (model, data, val, train: ...), got {type(user).__name__}", config)
-        c['train'] = {**c.get('train', {}), **(user.pop('train', None) or {})}
-        c.update(user)
-    return c
-
-def train_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm train {pretrain,sft}`: pretrain a pocket base model or fine-tune a policy on demonstrations."
-    p = argparse.ArgumentParser(prog='alpacafarm train', description='Train a policy: `pretrain` (a pocket base model from scratch) or `sft` '
-                                '(supervised fine-tuning on demonstrations). Presets: pretrain ' + ', '.join(PRETRAIN_PRESETS) +
-                                '; sft ' + ', '.join(SFT_PRESETS) + '.')
-    p.add_argument('kind', choices=sorted(PRESETS), help='what to train')
-    p.add_argument('--preset', default=None, help='named recipe (default: pocket)')
-    p.add_argument('--config', default=None, help='YAML/JSON file overriding the preset (keys: model, data, val, max_length, block_size, train: {...})')
-    p.add_argument('--model', default=None, help='sft: starting policy (folder or hub id); pretrain: pocket model preset')
+def _train_parser(kind:str) -> argparse.ArgumentParser:
+    cls = TRAIN_CONFIGS[kind]
+    p = argparse.ArgumentParser(prog=f'alpacafarm train {kind}', description={
+        'pretrain': 'Pretrain a pocket base model from scratch on a text corpus.',
+        'sft': 'Supervised fine-tuning of a policy on demonstrations (instruction, input, output).'}[kind])
+    add_config_args(p, cls)
+    p.add_argument('--model', default=None, help='sft: starting policy (folder or hub id)' if kind == 'sft' else 'pocket model preset (a config field)')
     p.add_argument('--data', default=None, help='training data: pocket:SPLIT, alpaca_farm:SPLIT or a file')
-    p.add_argument('--val', default=None, help='validation data spec (sft)')
+    if kind == 'sft': p.add_argument('--val', default=None, help='validation data spec')
     p.add_argument('--out', default=None, help='output folder (default: RUNS_DIR/KIND-PRESET)')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
     p.add_argument('--max-steps', type=int, default=None, help='stop after this many optimizer steps (overrides epochs)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a training option (repeatable), e.g. --set lr=1e-3')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=None, help='training seed (a config field; default 0)')
     p.add_argument('--world-seed', type=int, default=0, help='seed of the pocket world (pocket:* data)')
     p.add_argument('--world-scale', default='full', help='pocket world size: full, small, tiny or a fraction')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: min(2, cores))')
-    a = p.parse_args(argv)
-    over = {}
-    for kv in a.set:
-        if '=' not in kv: p.error(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split('=', 1); over[k] = _parse_value(v)
-    try: return _train_main(a, over)
-    except (DataError, OSError, ValueError) as e:  # bad input (config, data file, model folder): one line, exit code 2
-        print(f"alpacafarm train: error: {e}", file=sys.stderr); return 2
+    return p
 
-def _train_main(a, over:dict) -> int:
+def train_kind_cli(kind:str, argv:list[str]|None=None) -> int:
+    "`alpacafarm train pretrain|sft ...`: bad input (config, data file, model folder) is one line on stderr and exit code 2."
+    a = _train_parser(kind).parse_args(argv)
+    try: return _train_main(kind, a)
+    except (DataError, OSError, ValueError) as e:
+        print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
+
+def _train_main(kind:str, a) -> int:
     import torch
     from alpacafarm_nb.core import get_settings
     torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
-    c = load_train_config(a.kind, a.preset, a.config)
-    for k in ('model', 'data', 'val'):
-        if getattr(a, k): c[k] = getattr(a, k)
-    if a.max_steps: over['max_steps'] = a.max_steps
-    train_over = {**c.get('train', {}), **over}
-    out = Path(a.out or c.get('out') or get_settings().runs_dir/f"{a.kind}-{c['preset']}")
+    inputs = {}
+    if a.config:   # a config file may also say which model and data to use; its `train:` block (old layout) is flattened
+        f = read_config_file(a.config)
+        inputs = {k: f.pop(k) for k in ('model', 'data', 'val', 'out') if k in f and not (kind == 'pretrain' and k == 'model')}
+        f.update(f.pop('train', None) or {})
+        a.config = None
+        a.set = [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in f.items()] + list(a.set)
+    cls = TRAIN_CONFIGS[kind]
+    cfg = config_from_args(cls, a, max_steps=a.max_steps, seed=a.seed, **({'model': a.model} if kind == 'pretrain' else {}))
+    pocket = (a.preset or 'pocket').startswith('pocket')
+    data = a.data or inputs.get('data') or ('pocket:pretrain' if kind == 'pretrain' else 'pocket:sft' if pocket else 'alpaca_farm:sft')
+    out = Path(a.out or inputs.get('out') or get_settings().runs_dir/f"{kind}-{a.preset}")
     sizes = None
     if a.world_scale != 'full':
         from alpacafarm_nb.world import scaled_sizes
         sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
-    data = load_rows(c['data'], a.kind, a.world_seed, sizes)
+    rows = load_rows(data, kind, a.world_seed, sizes)
     t0 = time.perf_counter()
-    if a.kind == 'pretrain':
-        s = pretrain(data, out, model=c['model'], preset=c['preset'], block_size=c.get('block_size'), val_fraction=c.get('val_fraction'),
-                     seed=a.seed, resume=a.resume, **{k: v for k, v in train_over.items() if k != 'seed'})
+    if kind == 'pretrain':
+        s = pretrain(rows, out, config=cfg, resume=a.resume)
     else:
-        val = load_rows(c['val'], 'sft', a.world_seed, sizes) if c.get('val') else None
-        s = sft(c['model'], data, out, val_rows=val, preset=c['preset'], max_length=c.get('max_length'), val_limit=c.get('val_limit'),
-                seed=a.seed, resume=a.resume, **{k: v for k, v in train_over.items() if k != 'seed'})
+        model = a.model or inputs.get('model')
+        if not model: raise ConfigError("--model is required: the policy to fine-tune (a folder or hub id)")
+        val = a.val or inputs.get('val') or ('pocket:val' if pocket else 'alpaca_farm:val')
+        s = sft(model, rows, out, val_rows=load_rows(val, 'sft', a.world_seed, sizes), config=cfg, resume=a.resume)
+    cfg.save(out, preset=a.preset)
     print(json.dumps({k: v for k, v in s.items() if k != 'out_dir'} | dict(out_dir=str(out), wall_s=round(time.perf_counter() - t0, 1)), default=str))
     return 0
+
+def train_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm train KIND ...` for the kinds of this notebook (the console script's dispatcher adds the later methods' kinds)."
+    argv = list(argv or [])
+    if not argv or argv[0] not in TRAIN_CONFIGS:
+        print(f"usage: alpacafarm train {{{','.join(TRAIN_CONFIGS)}}} ...", file=sys.stderr); return 2
+    return train_kind_cli(argv[0], argv[1:])
