@@ -220,7 +220,7 @@ def train_reward_model(backbone:str|Path, pairs:Sequence[dict], out_dir:str|Path
     ex, val = pair_examples(train_pairs, tok, max_length), pair_examples(held, tok, max_length) if held else None
     s = train(model, ex, out_dir, cfg, collate=lambda b: collate_pairs(b, tok.pad_token_id), loss_fn=reward_loss, count_fn=count_pairs,
               val_examples=val, tokenizer=tok, resume=resume, stop_after=stop_after, run_name='reward_model')
-    cfg.save(out_dir, preset, name='reward_model_config.json')
+    cfg.save(out_dir, preset)
     s.update(n_pairs=len(pairs), n_train=len(train_pairs), n_heldout=len(held), dropped_ties=n_tie, dropped_missing=n_missing)
     if s.get('stopped'): return s
     model.eval()
