@@ -162,6 +162,7 @@ def best_of_n_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--world-seed', type=int, default=0, help='seed of the pocket world (pocket:* splits)')
     add_config_args(p, BestOfNConfig)
     a = p.parse_args(argv)
+    import torch
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
     try:
