@@ -62,9 +62,12 @@ def _apprentice(sft10k, rows:Sequence[dict], out_dir:Path, cfg:ExpertIterationCo
     return sft(str(sft10k), rows, out_dir, config=cfg.sft_config(), resume=resume)
 
 def expert_iteration(sft10k:str|Path, rm, instructions:Sequence[dict], out_dir:str|Path, config:ExpertIterationConfig|None=None,
-                     preset:str|None=None, progress:bool=True, resume:bool=True) -> dict:
+                     preset:str|None=None, progress:bool=True, resume:bool=True, candidates_path:str|Path|None=None) -> dict:
     """Expert iteration from the policy folder `sft10k` with reward model `rm` (a folder or (model, tokenizer)) on
-    `instructions` (the unlabeled prompts); the final policy is saved in `out_dir`. Returns a summary per round."""
+    `instructions` (the unlabeled prompts); the final policy is saved in `out_dir`. Returns a summary per round.
+
+    `candidates_path`: the first round's candidates file. Round 1 samples SFT10k whatever the reward model, so two
+    feedback sources can share it (the farm samples once); later rounds sample their own policy into `out_dir/rounds/`."""
     from alpacafarm_nb.methods.reward_model import load_reward_model
     cfg = config or ExpertIterationConfig.resolve(preset or 'pocket')
     if cfg.n < 1: raise ValueError(f"n must be >= 1, got {cfg.n}")
@@ -81,7 +84,8 @@ def expert_iteration(sft10k:str|Path, rm, instructions:Sequence[dict], out_dir:s
         if resume and done.is_file():
             rounds.append(json.loads(done.read_text())); policy = model_dir; continue
         t0 = time.time()
-        cands = sample_candidates(policy, prompts, cfg.n, bon, cfg.seed + k - 1, rd/'candidates.jsonl', progress, generator=f'round_{k - 1}')
+        cpath = Path(candidates_path) if (k == 1 and candidates_path is not None) else rd/'candidates.jsonl'
+        cands = sample_candidates(policy, prompts, cfg.n, bon, cfg.seed + k - 1, cpath, progress, generator='sft10k' if k == 1 else f'round_{k - 1}')
         t_sample = time.time() - t0
         scored = score_candidates(rm, cands, bon.score_batch_size)
         chosen = select_best(scored, cfg.n)
