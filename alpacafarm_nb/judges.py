@@ -624,13 +624,10 @@ class RewardModelJudge(_LocalModelJudge):
     def cache_identity(self): return self._ident()
 
     def _scores(self, prompt, outputs):
-        import torch
-        model, tok = self._load()
-        res = []
-        for out in outputs:
-            enc = tok(prompt + out, return_tensors='pt').to(self.device)
-            with torch.no_grad(): res.append(float(model(**enc).logits[0, 0]))
-        return res
+        # The reward model's own scoring (methods.reward_model): the policy's encoding (BOS + prompt, output + EOS), the
+        # reward read at the last non-pad token. Imported here: a plugin backend of this earlier module.
+        from alpacafarm_nb.methods.reward_model import reward_texts
+        return reward_texts(self._load(), [prompt] * len(outputs), list(outputs))
 
 # %% ../nbs/10_judges.ipynb #5d8b0e86
 JUDGE_CLASSES = {'openai': OpenAIJudge, 'hf_logprob': HFLogprobJudge, 'reward_model': RewardModelJudge, 'python': PythonJudge}
