@@ -17,25 +17,35 @@ from . import __version__
 from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'PRESETS', 'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'evaluation_stages', 'run_farm',
-           'plan_farm', 'peak_memory_mb', 'combine_leaderboards', 'write_report', 'farm_cli']
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'METHODS', 'BEST_OF_N_ROW', 'PRESETS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS',
+           'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'method_stages', 'evaluation_stages', 'run_farm',
+           'plan_farm', 'method_of', 'methods_table', 'overoptimization_table', 'peak_memory_mb',
+           'combine_leaderboards', 'write_report', 'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
 POCKET_SYSTEMS = ('pocket_gpt4', 'pocket_chatgpt', 'pocket_verbose', 'pocket_davinci001', 'pocket_llama')
+# the two feedback sources every learned method is trained with: the noisy simulated pool, and the simulated crowd
+FEEDBACK = ('simulated', 'human')
+# the learned methods the farm runs (names are those of methods.csv)
+METHODS = ('best_of_n', 'expert_iteration')
+BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's setting); every n is in overoptimization.csv
 
 PRESETS = {
     'pocket': dict(
         world=dict(seed=0, sizes=None),
         # each method's hyperparameters come from its config class's preset of this name (see the method notebooks)
-        pretrain='pocket', sft='pocket',
+        pretrain='pocket', sft='pocket', preferences='pocket', reward='pocket', best_of_n='pocket', expert_iteration='pocket',
         sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
-        systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None),
+        systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None,
+        feedback=FEEDBACK, methods=METHODS),
     'pocket-quick': dict(
         world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
-        pretrain='pocket-quick', sft='pocket-quick',
+        pretrain='pocket-quick', sft='pocket-quick', preferences='pocket-quick', reward='pocket-quick', best_of_n='pocket-quick',
+        expert_iteration='pocket-quick',
         sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
-        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None),
+        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None,
+        feedback=FEEDBACK, methods=METHODS),
 }
 
 def get_preset(name:str, **overrides) -> dict:
@@ -151,8 +161,9 @@ def _outputs(run:StageRunner, name:str) -> list[dict]: return read_records(run.o
 
 def _train_summary(s:Mapping) -> dict: return {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
-def farm_stages(cfg:Mapping, seed:int, progress:bool=True, ctx:dict|None=None) -> list[Stage]:
-    "The farm's stage table for a resolved preset `cfg` and `seed` (in data-flow order; see the notebook for each stage)."
+def farm_stages(cfg:Mapping, seed:int, progress:bool=True, ctx:dict|None=None) -> tuple[list[Stage], dict]:
+    """The farm's stage table for a resolved preset `cfg` and `seed` (in data-flow order; see the notebook for each stage),
+    and the output sets it writes: {output name: the stage that writes outputs/NAME.json}."""
     from alpacafarm_nb.world import make_world
     from alpacafarm_nb.methods.sft import pretrain, sft, PretrainConfig, SFTConfig
     from alpacafarm_nb.sampling import generate_outputs
@@ -194,15 +205,112 @@ def farm_stages(cfg:Mapping, seed:int, progress:bool=True, ctx:dict|None=None) -
             write_records(rows, run.out/'outputs'/f'{name}.json')
             return dict(n=len(rows))
         stages.append(Stage(f'outputs_{name}', system, ('world',), dict(seed=seed), (f'outputs/{name}.json',), f'the scripted system {name}'))
-    return stages
+    output_sets = {s.name[len('outputs_'):]: s.name for s in stages if s.name.startswith('outputs_')}
+    m_stages, m_sets = method_stages(cfg, seed, progress, world, lambda: _eval_set(world(), cfg))
+    return stages + m_stages, {**output_sets, **m_sets}
+
+def _policy_outputs_stage(name:str, model_stage:str, cfg:Mapping, seed:int, progress:bool, eval_set) -> Stage:
+    "Sample a trained policy (DIR/models/MODEL) on the evaluation set with the farm's sampling settings."
+    from alpacafarm_nb.sampling import generate_outputs
+    def sample(run):
+        rows = generate_outputs(str(run.out/'models'/name), eval_set(), generator=name, seed=seed, progress=progress, **cfg['sample'])
+        write_records(rows, run.out/'outputs'/f'{name}.json')
+        return dict(n=len(rows))
+    return Stage(f'outputs_{name}', sample, ('world', model_stage), dict(sample=cfg['sample'], seed=seed), (f'outputs/{name}.json',),
+                 f'sampling {name} on the evaluation set')
+
+def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set:Callable) -> tuple[list[Stage], dict]:
+    """The learned methods' stages, for each feedback source: preference data, reward model, best-of-n (every n up to the
+    preset's maximum, from one set of samples), expert iteration. Sampling that does not depend on the feedback source is a
+    stage of its own, shared by both sources. Returns (stages, {output name: stage that writes it})."""
+    from alpacafarm_nb.preferences import PreferenceConfig, sample_pairs, make_preferences, read_preferences
+    from alpacafarm_nb.methods.reward_model import RewardModelConfig, train_reward_model, load_reward_model
+    from alpacafarm_nb.methods.best_of_n import BestOfNConfig, sample_candidates, score_candidates, select_best, best_of_n_curve
+    from alpacafarm_nb.methods.expert_iteration import ExpertIterationConfig, expert_iteration
+    methods, feedback = tuple(cfg.get('methods') or ()), tuple(cfg.get('feedback') or ())
+    if not methods or not feedback: return [], {}
+    pref_cfg = PreferenceConfig.resolve(cfg['preferences'])
+    rm_cfg = RewardModelConfig.resolve(cfg['reward'], dict(seed=seed, progress=progress))
+    bon_cfg = BestOfNConfig.resolve(cfg['best_of_n'])
+    ei_cfg = ExpertIterationConfig.resolve(cfg['expert_iteration'], dict(seed=seed, progress=progress))
+    def ident(c): return {k: v for k, v in c.to_dict().items() if k != 'progress'}
+    def sft10k(run): return str(run.out/'models'/'sft10k')
+    def pref_instructions(): return list(world().splits['preference'])[:pref_cfg.n_pairs] if pref_cfg.n_pairs else list(world().splits['preference'])
+    stages, sets = [], {}
+
+    def preference_samples(run):
+        rows = sample_pairs(sft10k(run), pref_instructions(), run.out/'samples'/'preference_pairs.jsonl', pref_cfg, seed, progress, generator='sft10k')
+        return dict(pairs=len(rows))
+    stages.append(Stage('preference_samples', preference_samples, ('world', 'sft10k'), dict(preferences=ident(pref_cfg), seed=seed),
+                        ('samples/preference_pairs.jsonl',), 'two SFT10k samples per instruction of the preference split'))
+    for fb in feedback:
+        def preferences(run, fb=fb):
+            from alpacafarm_nb.preferences import _read_jsonl, label_counts
+            samples = _read_jsonl(run.out/'samples'/'preference_pairs.jsonl')
+            rows = make_preferences(None, pref_instructions(), fb, run.out/'preferences'/f'{fb}.json', seed=seed,
+                                    cache_path=run.out/'annotations.sqlite', samples=samples, config=pref_cfg, progress=progress)
+            return dict(pairs=len(rows), labels=label_counts(rows))
+        stages.append(Stage(f'preferences_{fb}', preferences, ('preference_samples',), dict(feedback=fb, seed=seed),
+                            (f'preferences/{fb}.json',), f'labelling the pairs with {fb} feedback'))
+        def reward(run, fb=fb):
+            s = train_reward_model(sft10k(run), read_preferences(run.out/'preferences'/f'{fb}.json'), run.out/'models'/f'reward_{fb}',
+                                   config=rm_cfg, resume=True)
+            return _train_summary(s) | {k: v for k, v in s.items() if isinstance(v, dict)}
+        stages.append(Stage(f'reward_{fb}', reward, (f'preferences_{fb}', 'sft10k'), dict(reward=ident(rm_cfg), preset=cfg['reward']),
+                            (f'models/reward_{fb}',), f'the reward model on {fb} preferences'))
+
+    if 'best_of_n' in methods:
+        ns = [n for n in (2 ** k for k in range(0, 12)) if n <= bon_cfg.n]
+        def bon_samples(run):
+            rows = sample_candidates(sft10k(run), eval_set(), bon_cfg.n, bon_cfg, seed, run.out/'samples'/'best_of_n_eval.jsonl', progress, generator='sft10k')
+            return dict(candidates=len(rows), n=bon_cfg.n)
+        stages.append(Stage('best_of_n_samples', bon_samples, ('world', 'sft10k'), dict(best_of_n=ident(bon_cfg), seed=seed),
+                            ('samples/best_of_n_eval.jsonl',), f'{bon_cfg.n} SFT10k samples per evaluation instruction'))
+        for fb in feedback:
+            name = f'best_of_n_{fb}'
+            outs = [f'{name}_n{n}' for n in ns]
+            def bon(run, fb=fb, name=name):
+                from alpacafarm_nb.methods.best_of_n import _read_jsonl
+                scored = score_candidates(load_reward_model(run.out/'models'/f'reward_{fb}'), _read_jsonl(run.out/'samples'/'best_of_n_eval.jsonl'),
+                                          bon_cfg.score_batch_size)
+                write_records(scored, run.out/'samples'/f'{name}_scored.jsonl')
+                for n in ns:
+                    chosen = [dict(r, generator=f'{name}_n{n}') for r in select_best(scored, n)]
+                    write_records(chosen, run.out/'outputs'/f'{name}_n{n}.json')
+                    if n == min(BEST_OF_N_ROW, bon_cfg.n): write_records([dict(r, generator=name) for r in chosen], run.out/'outputs'/f'{name}.json')
+                return dict(curve=best_of_n_curve(scored, ns))
+            stages.append(Stage(name, bon, ('best_of_n_samples', f'reward_{fb}'), dict(ns=ns, row_n=min(BEST_OF_N_ROW, bon_cfg.n)),
+                                (f'samples/{name}_scored.jsonl', f'outputs/{name}.json', *(f'outputs/{o}.json' for o in outs)),
+                                f'best-of-n for n in {ns} with the {fb} reward model'))
+            sets[name] = name
+            sets.update({o: name for o in outs})
+
+    if 'expert_iteration' in methods:
+        def ei_instructions(): return list(world().splits['unlabeled'])[:ei_cfg.n_prompts] if ei_cfg.n_prompts else list(world().splits['unlabeled'])
+        def ei_samples(run):
+            rows = sample_candidates(sft10k(run), ei_instructions(), ei_cfg.n, ei_cfg.best_of_n_config(), ei_cfg.seed,
+                                     run.out/'samples'/'expert_iteration_unlabeled.jsonl', progress, generator='sft10k')
+            return dict(candidates=len(rows), n=ei_cfg.n)
+        stages.append(Stage('expert_iteration_samples', ei_samples, ('world', 'sft10k'), dict(expert_iteration=ident(ei_cfg)),
+                            ('samples/expert_iteration_unlabeled.jsonl',), f'{ei_cfg.n} SFT10k samples per unlabeled prompt'))
+        for fb in feedback:
+            name = f'expert_iteration_{fb}'
+            def ei(run, fb=fb, name=name):
+                return expert_iteration(sft10k(run), run.out/'models'/f'reward_{fb}', ei_instructions(), run.out/'models'/name, config=ei_cfg,
+                                        progress=progress, resume=True, candidates_path=run.out/'samples'/'expert_iteration_unlabeled.jsonl')
+            stages.append(Stage(name, ei, ('expert_iteration_samples', f'reward_{fb}', 'sft10k'), dict(expert_iteration=ident(ei_cfg), preset=cfg['expert_iteration']),
+                                (f'models/{name}',), f'expert iteration with the {fb} reward model'))
+            stages.append(_policy_outputs_stage(name, name, cfg, seed, progress, eval_set))
+            sets[name] = f'outputs_{name}'
+    return stages, sets
 
 def _eval_set(w, cfg): return w.splits['eval'][:cfg['n_eval']] if cfg['n_eval'] else w.splits['eval']
 
-def evaluation_stages(output_names:Sequence[str], judges:Mapping[str, str], seed:int, progress:bool=True) -> list[Stage]:
-    "One stage per output set: annotate it against the reference with every judge (AlpacaEval-format files per judge)."
+def evaluation_stages(output_sets:Mapping[str, str], judges:Mapping[str, str], seed:int, progress:bool=True) -> list[Stage]:
+    "One stage per output set ({name: stage that writes it}): annotate it against the reference with every judge."
     from alpacafarm_nb.annotators import annotate_vs_reference
     out = []
-    for name in output_names:
+    for name, producer in output_sets.items():
         def annotate(run, name=name):
             ref = read_records(run.out/'outputs'/'reference.json', 'output')
             res = {}
@@ -212,7 +320,7 @@ def evaluation_stages(output_names:Sequence[str], judges:Mapping[str, str], seed
                 write_records(df, run.out/'annotations'/judge/f'{name}.json')
                 res[judge] = int(df['preference'].notna().sum())
             return dict(annotated=res)
-        out.append(Stage(f'evaluate_{name}', annotate, ('world', f'outputs_{name}'), dict(judges=dict(judges), seed=seed),
+        out.append(Stage(f'evaluate_{name}', annotate, ('world', producer), dict(judges=dict(judges), seed=seed),
                          tuple(f'annotations/{j}/{name}.json' for j in judges), f'judging {name} with {", ".join(judges)}'))
     return out
 
@@ -240,6 +348,10 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
         boards[judge] = leaderboard(pd.concat(frames, ignore_index=True))
     board = combine_leaderboards(boards)
     board.to_csv(out/'leaderboard.csv')
+    methods = methods_table(board, cfg)
+    methods.to_csv(out/'methods.csv', index=False)
+    overopt = overoptimization_table(board, runner.summaries, cfg)
+    overopt.to_csv(out/'overoptimization.csv', index=False)
     outputs = {n: read_records(out/'outputs'/f'{n}.json', 'output') for n in output_names}
     reference = read_records(out/'outputs'/'reference.json', 'output')
     timings = _stage_timings(runner)
@@ -247,12 +359,17 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seed,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                    config=cfg, judges=judges,
-                   models={m: dict(path=f'models/{m}', **runner.summaries.get(m, {})) for m in ('base', 'sft10k')},
+                   models={m: dict(path=f'models/{m}', **runner.summaries.get(m, {})) for m in
+                           ('base', 'sft10k', *(f'{k}_{fb}' for k in ('reward', 'expert_iteration') for fb in cfg.get('feedback') or ())) if m in runner.summaries},
+                   reward_models={fb: runner.summaries[f'reward_{fb}'] for fb in cfg.get('feedback') or () if f'reward_{fb}' in runner.summaries},
+                   methods=methods.to_dict('records'), overoptimization=overopt.to_dict('records'),
                    leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
                    stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16]) for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()},
                    peak_memory_mb=round(peak_memory_mb(), 1),
-                   files=dict(leaderboard='leaderboard.csv', report='report.html', reference='outputs/reference.json',
+                   files=dict(leaderboard='leaderboard.csv', methods='methods.csv', overoptimization='overoptimization.csv',
+                              report='report.html', reference='outputs/reference.json',
+                              preferences={fb: f'preferences/{fb}.json' for fb in cfg.get('feedback') or () if (out/'preferences'/f'{fb}.json').is_file()},
                               outputs={n: f'outputs/{n}.json' for n in outputs},
                               annotations={j: {n: f'annotations/{j}/{n}.json' for n in outputs} for j in boards}))
     atomic_write_text(out/'results.json', json.dumps(results, indent=2, default=str))
@@ -262,13 +379,43 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
 
 def _all_stages(cfg:Mapping, seed:int, progress:bool=True) -> tuple[list[Stage], list[str]]:
     "The whole table: the stages of `farm_stages`, then one evaluation stage per output set."
-    stages = farm_stages(cfg, seed, progress)
-    output_names = [s.name[len('outputs_'):] for s in stages if s.name.startswith('outputs_')]
-    return stages + evaluation_stages(output_names, {'pool': cfg['pool'], 'humans': cfg['humans']}, seed, progress), output_names
+    stages, output_sets = farm_stages(cfg, seed, progress)
+    return stages + evaluation_stages(output_sets, {'pool': cfg['pool'], 'humans': cfg['humans']}, seed, progress), list(output_sets)
 
 def plan_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, **overrides) -> dict:
     "What `run_farm` would do in `out`: {stage: 'skip' | 'run' | 'redo (why)'}."
     return StageRunner(out, force=force).plan(_all_stages(get_preset(preset, **overrides), seed)[0])
+
+METHODS_COLUMNS = ['method', 'feedback', 'win_rate_pool', 'standard_error_pool', 'win_rate_humans', 'standard_error_humans', 'avg_length']
+OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans']
+
+def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
+    "(method, feedback) of an output set: `best_of_n_simulated` -> ('best_of_n', 'simulated'); `sft10k` -> ('sft10k', 'none'); None for curve points."
+    for fb in cfg.get('feedback') or ():
+        for m in cfg.get('methods') or ():
+            if output_name == f'{m}_{fb}': return m, fb
+            if output_name.startswith(f'{m}_{fb}_'): return None          # a point of a curve (best_of_n_simulated_n4)
+    return output_name, 'none'
+
+def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
+    "`methods.csv`: one row per (method, feedback) with both judges' win rates; methods without feedback have feedback `none`."
+    rows = []
+    for name, r in board.iterrows():
+        mf = method_of(str(name), cfg)
+        if mf is None: continue
+        rows.append(dict(method=mf[0], feedback=mf[1], **{c: r[c] for c in METHODS_COLUMNS[2:]}))
+    return pd.DataFrame(rows, columns=METHODS_COLUMNS)
+
+def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -> pd.DataFrame:
+    "`overoptimization.csv`: one row per point (best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs' proxy reward)."
+    rows = []
+    for fb in cfg.get('feedback') or ():
+        for p in (summaries.get(f'best_of_n_{fb}') or {}).get('curve', []):
+            name = f"best_of_n_{fb}_n{p['n']}"
+            if name not in board.index: continue
+            rows.append(dict(method='best_of_n', feedback=fb, x_name='n', x=p['n'], kl=p['kl_bound'], proxy_reward=p['proxy_reward'],
+                             win_rate_pool=board.loc[name, 'win_rate_pool'], win_rate_humans=board.loc[name, 'win_rate_humans']))
+    return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
 
 def _stage_timings(runner:StageRunner) -> dict:
     "Seconds per group of stages (world, pretrain, sft, sample, evaluate, ...) as the report shows them."
@@ -324,7 +471,8 @@ def _agreement_figure(boards):
 def _training_figure(out:Path):
     import plotly.graph_objects as go
     fig, any_ = go.Figure(), False
-    for name in ('base', 'sft10k'):
+    names = ['base', 'sft10k'] + sorted(p.name for p in (Path(out)/'models').glob('reward_*'))
+    for name in names:
         for f in sorted((Path(out)/'models'/name).glob('*metrics*.jsonl')):
             rows = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             pts = [(r['step'], r['loss']) for r in rows if 'loss' in r and 'step' in r]
@@ -332,6 +480,15 @@ def _training_figure(out:Path):
                 fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=f'{name} train loss', mode='lines'); any_ = True
     fig.update_layout(title='Training loss', xaxis_title='optimizer step', yaxis_title='loss', height=400)
     return fig if any_ else None
+
+def _reward_model_table(results:Mapping) -> str:
+    "Held-out accuracy of each feedback source's reward model (against its own labels and the clean crowd majority)."
+    rms = results.get('reward_models') or {}
+    if not rms: return ''
+    rows = ''.join(f"<tr><td>{html.escape(fb)}</td>" + ''.join(f"<td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td>"
+                   for v in (s.get('eval', {}) or {}).values()) + '</tr>' for fb, s in rms.items())
+    keys = next((list((s.get('eval') or {}).keys()) for s in rms.values()), [])
+    return (f"<h3>Reward models (held-out pairs)</h3><table><tr><th>feedback</th>{''.join(f'<th>{html.escape(k)}</th>' for k in keys)}</tr>{rows}</table>")
 
 def _examples_table(outputs, reference, n:int=6) -> str:
     names = ['reference'] + [m for m in ('base', 'sft10k') if m in outputs] + [m for m in outputs if m not in ('base', 'sft10k')][:1]
@@ -344,10 +501,26 @@ def _examples_table(outputs, reference, n:int=6) -> str:
     head = '<tr>' + ''.join(f'<th>{html.escape(h)}</th>' for h in ['instruction'] + names) + '</tr>'
     return f'<table class="ex">{head}{"".join(rows)}</table>'
 
+def _best_of_n_figure(overopt:pd.DataFrame):
+    "Best-of-n: win rate against the KL bound, per feedback source and judge (the over-optimisation view), proxy reward on hover."
+    import plotly.graph_objects as go
+    if overopt is None or not len(overopt): return None
+    fig = go.Figure()
+    for fb, g in overopt.groupby('feedback'):
+        g = g.sort_values('x')
+        for judge, dash in (('pool', 'solid'), ('humans', 'dot')):
+            fig.add_scatter(x=g['kl'] ** 0.5, y=g[f'win_rate_{judge}'], mode='lines+markers', line=dict(dash=dash),
+                            name=f'trained on {fb}, judged by {judge}', text=[f"n={n}, proxy reward {r:.3f}" for n, r in zip(g['x'], g['proxy_reward'])])
+    fig.update_layout(title='Best-of-n: win rate against sqrt(KL bound), n = 1, 2, 4, ...', xaxis_title='sqrt(log n - (n-1)/n)',
+                      yaxis_title='win rate against the reference (%)', height=450)
+    return fig
+
 def write_report(out:str|Path, results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, reference:list) -> Path:
     "Write the self-contained `out/report.html` (plotly.js inline)."
     out = Path(out)
-    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), _training_figure(out)) if f is not None]
+    methods = pd.DataFrame(results.get('methods') or [])
+    overopt = pd.DataFrame(results.get('overoptimization') or [])
+    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), _best_of_n_figure(overopt), _training_figure(out)) if f is not None]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]  # plotly.js once, inline
     tables = ''.join(f'<h3>Judge: {html.escape(j)} ({html.escape(str(results["judges"][j]))})</h3>' + b.round(2).to_html()
                      for j, b in boards.items())
@@ -359,7 +532,8 @@ td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} pre{{white-space:p
 <p>preset <b>{html.escape(results['preset'])}</b>, seed {results['seed']}, alpacafarm_nb {html.escape(results['alpacafarm_nb_version'])},
 {html.escape(results['created_at'])}. Wall time {t.get('total', 0):.0f} s (world {t.get('world', 0):.0f}, pretrain {t.get('pretrain', 0):.0f},
 SFT {t.get('sft', 0):.0f}, sampling {t.get('sample', 0):.0f}, evaluation {t.get('evaluate', 0):.0f}); peak memory {results['peak_memory_mb']:.0f} MB.</p>
-<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
+<h2>Methods</h2>{methods.round(2).to_html(index=False) if len(methods) else '<p>(no learned methods in this run)</p>'}
+{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
 </body></html>"""
     return atomic_write_text(out/'report.html', page)
 
