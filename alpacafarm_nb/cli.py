@@ -22,6 +22,9 @@ SUBCOMMANDS = {
     'world':         ('alpacafarm_nb.world', 'world_cli', 'write the pocket world splits to files'),
     'train':         ('alpacafarm_nb.cli', 'train_cli', 'train a model: `alpacafarm train KIND ...` (see TRAIN_KINDS)'),
     'generate':      ('alpacafarm_nb.sampling', 'generate_cli', 'sample outputs of a policy for a file of instructions'),
+    'preferences':   ('alpacafarm_nb.preferences', 'preferences_cli', 'preference pairs: two samples of a policy per instruction, annotated'),
+    'reward':        ('alpacafarm_nb.methods.reward_model', 'reward_cli', 'score an outputs file with a reward model (adds `reward`)'),
+    'best-of-n':     ('alpacafarm_nb.methods.best_of_n', 'best_of_n_cli', 'sample n outputs per instruction, keep the one the reward model prefers'),
     'farm':          ('alpacafarm_nb.farm', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
 }
 
@@ -98,6 +101,7 @@ def run_subcommand(name:str, fn:Callable, argv:list[str]) -> int:
 TRAIN_KINDS = {
     'pretrain': ('alpacafarm_nb.methods.sft', 'train_pretrain_cli', 'pretrain a pocket base model from scratch on a corpus'),
     'sft':      ('alpacafarm_nb.methods.sft', 'train_sft_cli', 'supervised fine-tuning on demonstrations (SFT10k)'),
+    'reward':   ('alpacafarm_nb.methods.reward_model', 'train_reward_cli', 'a Bradley-Terry reward model on preference pairs'),
 }
 
 def train_cli(argv:list[str]|None=None) -> int:
