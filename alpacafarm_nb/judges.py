@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib, json, logging, math, os, random, re, socket, threading, time, uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -331,7 +330,7 @@ def load_pool_config(name_or_path:str|Path|Mapping) -> dict:
             if not p.is_file(): raise PoolConfigError(f"no annotator pool named {s!r}; shipped pools: {', '.join(available_pools())} (or give a YAML path)")
         if not p.is_file(): raise PoolConfigError(f"file not found", p)
         src = p
-        try: raw = yaml.safe_load(p.read_text())
+        try: raw = yaml.load(p.read_text(), Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))   # the C loader when built
         except yaml.YAMLError as ex: raise PoolConfigError(f"not valid YAML: {_yaml_error(ex)}", src) from None
     if not isinstance(raw, dict): raise PoolConfigError("must be a YAML mapping with name, models, defaults, annotators", src)
     raw.pop('source', None)
@@ -633,7 +632,7 @@ class OpenAIJudge(Judge):
             except (JudgeConfigError, JudgeUnreachable): raise
             except Exception as ex:                                   # non-JSON or truncated body, no choices, empty content
                 ep.answered(ok=False)
-                cause = f"malformed:{type(ex).__name__}"
+                cause = 'bad_reply' if isinstance(ex, _Malformed) else f"malformed:{type(ex).__name__}"
             finally: ep.release()
             self.stats[cause] += 1
             if cause == 'timeout': ep.timed_out(self.timeout)        # raises when the endpoint never answered anything
@@ -770,12 +769,16 @@ def make_judge(config:Mapping, base_url:str|None=None, model:str|None=None, pric
 # %% ../nbs/10_judges.ipynb #07e9c892
 FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
 
-class _HTTPServer(ThreadingHTTPServer):
-    request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
-    daemon_threads, block_on_close = True, False
-    def handle_error(self, request, client_address):
-        import sys
-        if not isinstance(sys.exc_info()[1], ConnectionError): super().handle_error(request, client_address)   # a client that left
+def _http_server(address, handler):
+    "A threading HTTP server for many clients at once (imported here: clients of the judges never need http.server)."
+    import sys
+    from http.server import ThreadingHTTPServer
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
+        daemon_threads, block_on_close = True, False
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError): super().handle_error(request, client_address)   # a client that left
+    return Server(address, handler)
 
 class ChatSimulationServer:
     "An OpenAI-compatible chat server answering as simulated judges via `decide(model, examples, seed)`; with fault injection."
@@ -794,7 +797,7 @@ class ChatSimulationServer:
         self.calls = self.billed = 0
         self.faults, self.billed_examples, self.seeds = Counter(), [], []
         self._lock, self._stop = threading.Lock(), threading.Event()
-        self._httpd = _HTTPServer((host, port), self._handler())
+        self._httpd = _http_server((host, port), self._handler())
         self._thread = None
 
     @property
@@ -847,6 +850,7 @@ class ChatSimulationServer:
                                     total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
 
     def _handler(self):
+        from http.server import BaseHTTPRequestHandler
         server = self
         class Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
