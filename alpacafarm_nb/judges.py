@@ -435,7 +435,7 @@ _LOCAL_HOSTS = {'localhost', '127.0.0.1', '0.0.0.0', '::1', '[::1]'}
 RETRY_STATUS = {408, 409, 429} | set(range(500, 600))
 FATAL_STATUS = {401, 403, 404}
 SLOW_DOWN_STATUS = {429, 503, 529}     # the server says it is overloaded: fewer requests in flight
-MAX_IN_FLIGHT = 256                    # default ceiling of requests in flight per endpoint (the runner's thread count)
+MAX_IN_FLIGHT = 256                    # requests in flight by default for API judges (the runner's threads; --concurrency)
 
 class JudgeUnreachable(RuntimeError):
     "The judge endpoint cannot be used at all (connection refused, unknown host, or it never answers); stops the run."
@@ -473,7 +473,7 @@ class Endpoint:
     connect_budget = 2.0        # seconds of refused connections, with nothing answered in between, before giving up
     hung_timeouts = 2           # timeouts, with nothing ever answered, before declaring the endpoint hung
 
-    def __init__(self, url:str, ceiling:int=MAX_IN_FLIGHT):
+    def __init__(self, url:str, ceiling:int=4096):   # the runner's thread count is the real ceiling; this only bounds the growth
         self.url, self.ceiling, self.limit = url, ceiling, float(ceiling)
         self.in_flight, self.answers, self.timeouts, self.refused = 0, 0, 0, 0
         self.refused_since: float|None = None

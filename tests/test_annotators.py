@@ -305,6 +305,20 @@ def test_budget_stops_before_it_is_exceeded(tmp_path, cli_env, pool_yaml):
     assert "budget $0.0040 reached" in r.stdout and "budget of $0.0040 reached" in r.stderr
 
 
+def test_batched_prompts_are_used_over_http(tmp_path):
+    """Annotators with batch_size 4 or 5 send several pairs per request; every pair still gets its own verdict."""
+    from alpacafarm_nb.judges import load_pool_config
+    cfg = load_pool_config("alpacafarm_v1")
+    cfg["annotators"] = [dict(a, timeout=5, backoff_base=0.01) for a in cfg["annotators"] if a["batch_size"] > 1]
+    pairs = make_pairs(60)
+    with FakeJudgeServer(models=list(cfg["models"].values())) as srv:
+        df = annotate_pairs(pairs, cfg, base_url=srv.base_url, cache_path=tmp_path / "c.sqlite", progress=False)
+        s = df.attrs["summary"]
+        assert s["n_annotated"] == 60 and srv.calls == s["n_calls"] <= 60 / 4 + 2 * len(cfg["annotators"])
+        assert len(srv.billed_examples) >= 60                            # padded batches carry copies
+    assert df["preference"].tolist() == [expected(p) for p in pairs]
+
+
 def test_one_broken_annotator_does_not_kill_the_pool(tmp_path):
     """A retired model (HTTP 404) loses only its own pairs."""
     pool = {"name": "two", "models": {"ok": "good-model", "gone": "retired-model"},
