@@ -304,8 +304,9 @@ def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, con
         if inflight:
             j, _, _, _, t0 = min(inflight.values(), key=lambda v: v[4])
             txt += f", the oldest for {time.monotonic() - t0:.0f} s" + (f" at {self.judges[j].url}" if hasattr(self.judges[j], 'url') else '')
-        retries = sum((Counter({c: n for c, n in getattr(jd, 'stats', {}).items() if c not in ('billed', 'unparsed')})
-                       for jd in self.judges), Counter())
+        retries = Counter()
+        for jd in self.judges:   # list() copies in one step: the judges' threads add causes meanwhile
+            retries.update({c: n for c, n in list(getattr(jd, 'stats', {}).items()) if c not in ('billed', 'unparsed')})
         if retries: txt += "; retries: " + ', '.join(f"{c} {n}" for c, n in retries.most_common())
         return txt
     bar = _Progress(sum(len(todo[k]['rows']) for _, ks, _ in queue for k in ks), progress, f"annotating ({self.name})",

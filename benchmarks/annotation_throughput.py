@@ -12,6 +12,11 @@ whole processes, cold (a fresh cache, so every pair is a request), each one pair
 Reports pairs/s (median of --repeats runs) at each latency, and the ratio ours / alpaca_eval.
 
     .venv/bin/python benchmarks/annotation_throughput.py [--pairs 805] [--latency 0.05 0.2] [--repeats 3] [--alpaca-eval BIN]
+                                                         [--alpaca-eval-concurrency N]
+
+alpaca_eval installs beside the project, without torch: `python3 -m venv venv-ae && venv-ae/bin/pip install 'setuptools<80'
+alpaca_eval==0.6.6`, then `--alpaca-eval venv-ae/bin/alpaca_eval`. It runs offline here: the reference outputs are given,
+the win rate is the plain one (`--fn_metric get_winrate`; its length-controlled metric downloads a model from the Hub).
 """
 from __future__ import annotations
 
@@ -80,11 +85,15 @@ def main(argv=None) -> int:
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--alpaca-eval', default=os.environ.get('ALPACA_EVAL_BIN') or shutil.which('alpaca_eval'),
                     help='the alpaca_eval executable (default: $ALPACA_EVAL_BIN, else alpaca_eval on PATH); "none" to skip')
+    ap.add_argument('--alpaca-eval-concurrency', type=int, default=None,
+                    help="alpaca_eval's OPENAI_MAX_CONCURRENCY (default: unset, its default of 5 requests at once)")
     a = ap.parse_args(argv)
     ae_bin = None if (a.alpaca_eval or 'none') == 'none' else a.alpaca_eval
     alpacafarm = str(Path(sys.executable).parent / 'alpacafarm')
     pairs = make_pairs(a.pairs)
-    print(f"{a.pairs} pairs, greedy prompt, one pair per request, whole processes timed cold, median of {a.repeats}")
+    print(f"{a.pairs} pairs, greedy prompt, one pair per request, whole processes timed cold, median of {a.repeats}; "
+          f"alpaca_eval concurrency {a.alpaca_eval_concurrency or 'default (5)'}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -116,6 +125,7 @@ def main(argv=None) -> int:
                         cfg = alpaca_eval_config(run)
                         (run / 'client.yaml').write_text(f"default:\n  - api_key: \"EMPTY\"\n    base_url: \"{url}\"\n")
                         ae_env = dict(env, OPENAI_CLIENT_CONFIG_PATH=str(run / 'client.yaml'))
+                        if a.alpaca_eval_concurrency: ae_env['OPENAI_MAX_CONCURRENCY'] = str(a.alpaca_eval_concurrency)
                         dt, res = timed([ae_bin, 'evaluate', '--model_outputs', str(d / 'model.json'),
                                          '--reference_outputs', str(d / 'reference.json'), '--annotators_config', str(cfg),
                                          '--output_path', str(run / 'out'), '--precomputed_leaderboard', 'None',
@@ -136,6 +146,7 @@ def main(argv=None) -> int:
                       + f"; cached re-run {med(cached):.2f} s (runs {', '.join(f'{x:.2f}' for x in cached)})", flush=True)
             finally:
                 proc.terminate(); proc.wait(5)
+    print(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
     print("\n| latency | ours (pairs/s) | alpaca_eval 0.6.6 (pairs/s) | ratio | cached re-run, whole process (s) |\n|---|---|---|---|---|")
     for lat, o, t, c in rows:
         print(f"| {lat * 1000:.0f} ms | {o:.1f} | {f'{t:.1f}' if t else 'n/a'} | {f'{o / t:.1f}x' if t else 'n/a'} | {c:.2f} |")
