@@ -178,11 +178,12 @@ ANNOTATION_COLUMNS = ['instruction', 'input', 'output_1', 'generator_1', 'output
                       'price_per_example', 'time_per_example', 'raw_completion']
 
 class _Progress:
-    "A tqdm bar when stderr is a terminal, else a status line on stderr every `every` seconds; `describe()` adds what is pending."
+    """A tqdm bar when stderr is a terminal, else a status line on stderr every `every` seconds; `describe()` adds what is
+    pending. Disabled, it still prints the line when nothing has come back for `every` seconds: a stall is never silent."""
     def __init__(self, total:int, enabled:bool, desc:str, every:float=10.0, describe:Callable|None=None):
         self.total, self.desc, self.every, self.describe = total, desc, every, describe or (lambda: '')
         self.done, self.t0 = 0, time.monotonic()
-        self.last = self.t0
+        self.last = self.last_done = self.t0
         self.enabled, self.bar = enabled and total > 0, None
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -190,16 +191,17 @@ class _Progress:
 
     def update(self, n:int):
         self.done += n
+        if n: self.last_done = time.monotonic()
         if self.bar is not None: self.bar.update(n)
         self.tick()
 
     def tick(self):
         "Call often (at least once a second while waiting): refreshes the bar's note, or prints the status line when due."
-        if not self.enabled: return
+        if self.total == 0: return
         now = time.monotonic()
         if self.bar is not None:
             if now - self.last >= 1.0: self.bar.set_postfix_str(self.describe(), refresh=True); self.last = now
-        elif now - self.last >= self.every:
+        elif now - self.last >= self.every and (self.enabled or now - self.last_done >= self.every):
             self.last, dt = now, now - self.t0
             print(f"{self.desc}: {self.done}/{self.total} pairs after {dt:.0f} s ({self.done / dt:.1f} pairs/s); {self.describe()}",
                   file=sys.stderr, flush=True)
@@ -548,7 +550,8 @@ def annotate_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--retry-unparsed', action='store_true', help='ask again for pairs whose cached reply could not be parsed '
                    '(by default a re-run does not pay for them twice)')
     p.add_argument('--status-every', type=float, default=10.0, help='seconds between status lines when stderr is not a terminal')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar or status lines')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar or periodic status lines (one still says so when '
+                   'nothing has come back for --status-every seconds)')
     a = p.parse_args(argv)
     if a.outputs and not a.reference: p.error('--outputs needs --reference')
     if a.pairs and (a.reference or a.reference_column): p.error('--reference/--reference-column go with --outputs, not --pairs')

@@ -165,6 +165,11 @@ def test_hung_endpoint_is_reported_quickly_with_status_lines(tmp_path, cli_env, 
     lines = r.stderr.strip().splitlines()
     assert any("0/20 pairs" in l and "requests in flight" in l and srv.base_url in l for l in lines[:-1]), r.stderr  # not silent
     assert srv.base_url in lines[-1] and "no answer" in lines[-1] and "Traceback" not in r.stderr, r.stderr
+    with FakeJudgeServer(fault_rates={"hang": 1.0}, hang_seconds=60) as srv:   # --no-progress: a stall is still reported
+        r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(tmp_path / "slow.yaml"), "--base-url", srv.base_url,
+                     "--status-every", "1"], cli_env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and any("requests in flight" in l for l in lines[:-1]) and "no answer" in lines[-1], r.stderr
 
 
 class Gate:
