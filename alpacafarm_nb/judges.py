@@ -477,14 +477,14 @@ class Endpoint:
         self.url, self.ceiling, self.limit = url, ceiling, float(ceiling)
         self.in_flight, self.answers, self.timeouts, self.refused = 0, 0, 0, 0
         self.refused_since: float|None = None
-        self.last_cut, self.dead = -1e9, None
+        self.last_cut, self.dead = -1e9, None      # dead: why the endpoint cannot be used (a message), once it is
         self.cond, self.stop = threading.Condition(), threading.Event()
 
     def acquire(self):
         "Wait for a free slot (raises the endpoint's `JudgeUnreachable` once it is dead)."
         with self.cond:
             while self.dead is None and self.in_flight >= max(1, int(self.limit)): self.cond.wait(0.5)
-            if self.dead is not None: raise self.dead
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
             self.in_flight += 1
 
     def release(self):
@@ -503,24 +503,27 @@ class Endpoint:
             if now - self.last_cut >= 1.0:
                 self.limit, self.last_cut = max(1.0, min(self.limit, self.in_flight) / 2), now
 
-    def kill(self, msg:str):
-        with self.cond:
-            if self.dead is None: self.dead = JudgeUnreachable(msg); self.stop.set(); self.cond.notify_all()
-        raise self.dead
+    def _kill(self, msg:str):
+        "Mark the endpoint dead (call with `cond` held): every request to it stops, now or at its next attempt."
+        if self.dead is None: self.dead = msg; self.stop.set(); self.cond.notify_all()
 
     def timed_out(self, timeout:float):
-        with self.cond: self.timeouts += 1; hung = self.answers == 0 and self.timeouts >= self.hung_timeouts
-        if hung: self.kill(f"no answer from {self.url} within the timeout of {timeout:g} s ({self.timeouts} requests, none answered): "
+        with self.cond:
+            self.timeouts += 1
+            if self.answers == 0 and self.timeouts >= self.hung_timeouts:
+                self._kill(f"no answer from {self.url} within the timeout of {timeout:g} s ({self.timeouts} requests, none answered): "
                            "the server accepts connections but does not reply; check it, or raise the annotator's timeout")
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
 
     def connect_failed(self, cause:str):
         with self.cond:
             now = time.monotonic()
             if self.refused_since is None: self.refused_since = now
             self.refused += 1
-            give_up = self.refused >= 2 and now - self.refused_since >= self.connect_budget
-        if give_up: self.kill(f"cannot connect to {self.url}: {cause} ({self.refused} attempts in {now - self.refused_since:.1f} s); "
-                              "is the judge server running and the URL right?")
+            if self.refused >= 2 and now - self.refused_since >= self.connect_budget:
+                self._kill(f"cannot connect to {self.url}: {cause} ({self.refused} attempts in {now - self.refused_since:.1f} s); "
+                           "is the judge server running and the URL right?")
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
 
 _ENDPOINTS: dict[tuple, Endpoint] = {}
 _ENDPOINTS_LOCK = threading.Lock()
@@ -641,7 +644,7 @@ class OpenAIJudge(Judge):
             if attempt > self.max_retries: break
             w = random.uniform(0.1, 0.3) if connect else self._wait(attempt - 1, retry_after)
             log.info("judge %s: %s, retry %d in %.2fs", self.name, cause, attempt, w)
-            if ep.stop.wait(w): raise ep.dead                         # another request found the endpoint dead: stop now
+            if ep.stop.wait(w): raise JudgeUnreachable(ep.dead)       # another request found the endpoint dead: stop now
         self.stats['gave_up'] += 1
         log.info("judge %s: no usable reply from %s after %d attempts", self.name, self.url, attempt)
         return None, 0.0, 'transient'
