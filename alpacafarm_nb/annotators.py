@@ -106,11 +106,15 @@ class AnnotationCache:
     "SQLite annotation cache (WAL, busy timeout, one connection per thread); safe for concurrent threads and processes."
     def __init__(self, path:str|Path, timeout:float=60.0):
         self.path, self.timeout = Path(path).expanduser(), timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local, self._lock = threading.local(), threading.Lock()
-        con = self._conn()
-        with self._lock:
-            con.executescript(_SCHEMA)
+        if self.path.is_dir(): raise DataError("is a folder, not an annotation cache file (give a file, e.g. annotations.sqlite)", self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = self._conn()
+            with self._lock:
+                con.executescript(_SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as e:   # not SQLite (corrupt, another file), or a folder we cannot write
+            raise DataError(f"cannot use it as the annotation cache: {e} (move it away, or give another --cache)", self.path) from None
 
     def _conn(self) -> sqlite3.Connection:
         con = getattr(self._local, 'con', None)

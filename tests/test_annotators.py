@@ -152,6 +152,17 @@ def test_refused_connection_fails_fast_with_one_line(tmp_path, cli_env):
     assert not (tmp_path / "ann.json").exists()
 
 
+@pytest.mark.parametrize("kind", ["folder", "corrupt"])
+def test_bad_cache_is_one_line(tmp_path, cli_env, kind):
+    cache = tmp_path / "cache.sqlite"
+    cache.mkdir() if kind == "folder" else cache.write_bytes(b"SQLite format 2, or so it says" * 100)
+    write_records(make_pairs(3), tmp_path / "pairs.json")
+    r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", "greedy", "--base-url", closed_port_url(),
+                 "--cache", str(cache)], cli_env)
+    assert r.returncode == 2 and str(cache) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_hung_endpoint_is_reported_quickly_with_status_lines(tmp_path, cli_env, pool_yaml):
     """A server that accepts connections and never answers: status lines while waiting, then one error line naming the URL."""
     (tmp_path / "slow.yaml").write_text(FAST_POOL.replace("timeout: 1.5", "timeout: 3"))
