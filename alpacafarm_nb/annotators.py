@@ -529,6 +529,16 @@ def annotate_vs_reference(outputs, reference, annotator=None, reference_column:s
     return annotate_pairs(join_reference(outputs, reference, reference_column), annotator, **kwargs)
 
 # %% ../nbs/11_annotators.ipynb #48d79f68
+def _check_out(path) -> None:
+    "Fail before any work (and any spend) when `--out` cannot be written: a folder, an unknown suffix, a folder we cannot write."
+    p = Path(path)
+    if p.is_dir(): raise DataError("--out is a folder; give a file ending in .json or .jsonl", p)
+    if p.suffix.lower() not in ('.json', '.jsonl', '.csv'):
+        raise DataError(f"unknown format {p.suffix or '(no suffix)'!r} for --out; use .json (a list) or .jsonl", p)
+    folder = next((q for q in [p.parent, *p.parent.parents] if q.exists()), None)   # write_records creates the missing rest
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"--out cannot be written: {folder} is not a writable folder", p)
+
 def annotate_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm annotate`: annotate pairs, or a model's outputs against reference outputs, with an annotator pool."
     from alpacafarm_nb.judges import JudgeUnreachable
@@ -560,6 +570,7 @@ def annotate_cli(argv:list[str]|None=None) -> int:
     if a.outputs and not a.reference: p.error('--outputs needs --reference')
     if a.pairs and (a.reference or a.reference_column): p.error('--reference/--reference-column go with --outputs, not --pairs')
     try:
+        if a.out: _check_out(a.out)
         pairs = read_records(a.pairs, 'pair') if a.pairs else join_reference(a.outputs, a.reference, a.reference_column, source=a.outputs)
         pool = make_pool(a.annotator, base_url=a.base_url, model=a.model)
         df = pool.annotate(pairs, seed=a.seed, p_label_flip=a.p_label_flip, concurrency=a.concurrency, cache=a.cache,

@@ -152,6 +152,17 @@ def test_refused_connection_fails_fast_with_one_line(tmp_path, cli_env):
     assert not (tmp_path / "ann.json").exists()
 
 
+@pytest.mark.parametrize("out", ["folder", "ann.txt", "file/ann.json"])
+def test_bad_out_is_checked_before_any_request(tmp_path, cli_env, pool_yaml, out):
+    (tmp_path / "folder").mkdir(); (tmp_path / "file").write_text("x")
+    write_records(make_pairs(5), tmp_path / "pairs.json")
+    with FakeJudgeServer() as srv:
+        r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(pool_yaml), "--base-url", srv.base_url,
+                     "--out", str(tmp_path / out)], cli_env)
+        assert r.returncode == 2 and srv.calls == 0, r.stderr                # nothing asked, nothing paid
+    assert len(r.stderr.strip().splitlines()) == 1 and str(tmp_path / out) in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("kind", ["folder", "corrupt"])
 def test_bad_cache_is_one_line(tmp_path, cli_env, kind):
     cache = tmp_path / "cache.sqlite"
