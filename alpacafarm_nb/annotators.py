@@ -541,7 +541,7 @@ def _check_out(path) -> None:
 
 def annotate_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm annotate`: annotate pairs, or a model's outputs against reference outputs, with an annotator pool."
-    from alpacafarm_nb.judges import JudgeUnreachable
+    from alpacafarm_nb.judges import JudgeConfigError, JudgeUnreachable
     p = argparse.ArgumentParser(prog='alpacafarm annotate', description=
         "Annotate pairs (or a model's outputs against reference outputs) with an annotator pool; writes AlpacaEval-format "
         "annotations. Finished annotations are cached (SQLite), so re-running a killed or partly failed run pays only for the rest.")
@@ -575,7 +575,8 @@ def annotate_cli(argv:list[str]|None=None) -> int:
         pool = make_pool(a.annotator, base_url=a.base_url, model=a.model)
         df = pool.annotate(pairs, seed=a.seed, p_label_flip=a.p_label_flip, concurrency=a.concurrency, cache=a.cache,
                            budget=a.budget, progress=not a.no_progress, retry_unparsed=a.retry_unparsed, status_every=a.status_every)
-    except (DataError, FileNotFoundError, ValueError, JudgeUnreachable) as e:
+    except (DataError, FileNotFoundError, ValueError, JudgeConfigError, JudgeUnreachable) as e:   # JudgeConfigError: e.g. a pool
+        # whose python judge cannot be imported (a judge failing later, mid-run, only loses its own pairs)
         print(f"alpacafarm annotate: error: {e}", file=sys.stderr); return 2
     info = sys.stdout
     if a.out: write_records(df, a.out); print(f"wrote {len(df)} annotations to {a.out}", file=info)

@@ -163,6 +163,14 @@ def test_bad_out_is_checked_before_any_request(tmp_path, cli_env, pool_yaml, out
     assert len(r.stderr.strip().splitlines()) == 1 and str(tmp_path / out) in r.stderr and "Traceback" not in r.stderr
 
 
+def test_pool_with_an_unimportable_function_is_one_line(tmp_path, cli_env):
+    (tmp_path / "pool.yaml").write_text("name: bad\nannotators:\n  - {name: x, backend: python, function: 'no_such_module:judge'}\n")
+    write_records(make_pairs(3), tmp_path / "pairs.json")
+    r = run_cli(["--pairs", str(tmp_path / "pairs.json"), "--annotator", str(tmp_path / "pool.yaml")], cli_env)
+    assert r.returncode == 2 and "no_such_module:judge" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("kind", ["folder", "corrupt"])
 def test_bad_cache_is_one_line(tmp_path, cli_env, kind):
     cache = tmp_path / "cache.sqlite"
