@@ -6,8 +6,9 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/annotators.html.md"""
 
 # %% ../nbs/11_annotators.ipynb #d682a140
 from __future__ import annotations
-import argparse, datetime, itertools, json, math, os, sqlite3, sys, threading, time, warnings
-from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
+import argparse, datetime, itertools, json, math, os, queue as queue_mod, sqlite3, sys, threading, time, warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -17,7 +18,7 @@ from .core import (DataError, get_settings, stable_hash, stable_uniform, validat
                                 write_records, check_preference, alpaca_eval_instruction)
 
 # %% auto #0
-__all__ = ['ANNOTATION_COLUMNS', 'DEFAULT_REFERENCE_COLUMN', 'AnnotatorPool', 'pair_decisions', 'shown_example',
+__all__ = ['ANNOTATION_COLUMNS', 'REQUEUE_ROUNDS', 'DEFAULT_REFERENCE_COLUMN', 'AnnotatorPool', 'pair_decisions', 'shown_example',
            'unswap_preference', 'cache_key', 'AnnotationCache', 'estimate_batch_price', 'format_summary', 'make_pool',
            'annotate_pairs', 'samples_to_pairs', 'annotate_samples', 'load_reference', 'join_reference',
            'annotate_vs_reference', 'annotate_cli']
@@ -92,6 +93,9 @@ CREATE TABLE IF NOT EXISTS annotations (
     key TEXT PRIMARY KEY, identity_hash TEXT NOT NULL, annotator TEXT, seed INTEGER, example TEXT,
     preference REAL NOT NULL, raw_completion TEXT, price_per_example REAL, time_per_example REAL, created_at TEXT);
 CREATE TABLE IF NOT EXISTS identities (identity_hash TEXT PRIMARY KEY, identity TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unparsed (
+    key TEXT PRIMARY KEY, identity_hash TEXT NOT NULL, annotator TEXT, seed INTEGER, example TEXT,
+    raw_completion TEXT, price_per_example REAL, time_per_example REAL, created_at TEXT);
 """
 
 def cache_key(identity:Mapping, shown:Mapping, seed:int) -> str:
@@ -102,11 +106,15 @@ class AnnotationCache:
     "SQLite annotation cache (WAL, busy timeout, one connection per thread); safe for concurrent threads and processes."
     def __init__(self, path:str|Path, timeout:float=60.0):
         self.path, self.timeout = Path(path).expanduser(), timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local, self._lock = threading.local(), threading.Lock()
-        con = self._conn()
-        with self._lock:
-            con.executescript(_SCHEMA)
+        if self.path.is_dir(): raise DataError("is a folder, not an annotation cache file (give a file, e.g. annotations.sqlite)", self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = self._conn()
+            with self._lock:
+                con.executescript(_SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as e:   # not SQLite (corrupt, another file), or a folder we cannot write
+            raise DataError(f"cannot use it as the annotation cache: {e} (move it away, or give another --cache)", self.path) from None
 
     def _conn(self) -> sqlite3.Connection:
         con = getattr(self._local, 'con', None)
@@ -121,19 +129,25 @@ class AnnotationCache:
         return con
 
     def get_many(self, keys:Iterable[str]) -> dict[str, dict]:
-        "Cached rows for `keys` (those present), as dicts."
+        "Cached rows for `keys` (those present), as dicts; a reply that did not parse comes back with preference None, unparsed True."
         keys, out, con = list(dict.fromkeys(keys)), {}, self._conn()
         cols = ('key', 'annotator', 'preference', 'raw_completion', 'price_per_example', 'time_per_example', 'created_at')
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i+500]
-            q = f"SELECT {', '.join(cols)} FROM annotations WHERE key IN ({', '.join('?'*len(chunk))})"
-            for row in con.execute(q, chunk): out[row[0]] = dict(zip(cols, row))
+        for table in ('annotations', 'unparsed'):
+            sel = ', '.join(c if c != 'preference' or table == 'annotations' else 'NULL' for c in cols)
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i+500]
+                q = f"SELECT {sel} FROM {table} WHERE key IN ({', '.join('?'*len(chunk))})"
+                for row in con.execute(q, chunk): out[row[0]] = dict(zip(cols, row), unparsed=table == 'unparsed')
+            keys = [k for k in keys if k not in out]
+            if not keys: break
         return out
 
     def put_many(self, rows:Sequence[Mapping], identity:Mapping|None=None) -> int:
-        "Write annotations (dicts with key, annotator, seed, example, preference, ...) in one transaction; skips missing ones."
+        """Write annotations (dicts with key, annotator, seed, example, preference, ...) in one transaction; skips missing ones,
+        except replies that did not parse (`unparsed=True`): they were paid for, and are kept apart so a re-run does not pay again."""
+        bad = [r for r in rows if r.get('preference') is None and r.get('unparsed')]
         rows = [r for r in rows if r.get('preference') is not None]
-        if not rows: return 0
+        if not rows and not bad: return 0
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
         con = self._conn()
         with self._lock:
@@ -142,15 +156,19 @@ class AnnotationCache:
                 if identity is not None:
                     con.execute('INSERT OR IGNORE INTO identities VALUES (?, ?)',
                                 (stable_hash(dict(identity)), json.dumps(dict(identity), sort_keys=True, default=str)))
-                con.executemany('INSERT OR REPLACE INTO annotations VALUES (?,?,?,?,?,?,?,?,?,?)', [
-                    (r['key'], r.get('identity_hash') or (stable_hash(dict(identity)) if identity is not None else ''),
-                     r.get('annotator'), r.get('seed'), json.dumps(r.get('example'), ensure_ascii=False) if r.get('example') else None,
-                     float(r['preference']), r.get('raw_completion'), r.get('price_per_example'), r.get('time_per_example'),
-                     r.get('created_at') or now) for r in rows])
+                ih = stable_hash(dict(identity)) if identity is not None else ''
+                def vals(r, *pref):
+                    return (r['key'], r.get('identity_hash') or ih, r.get('annotator'), r.get('seed'),
+                            json.dumps(r.get('example'), ensure_ascii=False) if r.get('example') else None, *pref,
+                            r.get('raw_completion'), r.get('price_per_example'), r.get('time_per_example'), r.get('created_at') or now)
+                con.executemany('INSERT OR REPLACE INTO annotations VALUES (?,?,?,?,?,?,?,?,?,?)', [vals(r, float(r['preference'])) for r in rows])
+                con.executemany('INSERT OR REPLACE INTO unparsed VALUES (?,?,?,?,?,?,?,?,?)', [vals(r) for r in bad])
+                if rows:   # an answer that parses replaces an earlier unparsed reply (--retry-unparsed)
+                    con.executemany('DELETE FROM unparsed WHERE key = ?', [(r['key'],) for r in rows])
                 con.execute('COMMIT')
             except BaseException:
                 con.execute('ROLLBACK'); raise
-        return len(rows)
+        return len(rows) + len(bad)
 
     def __len__(self) -> int:
         return self._conn().execute('SELECT COUNT(*) FROM annotations').fetchone()[0]
@@ -163,13 +181,45 @@ class AnnotationCache:
 ANNOTATION_COLUMNS = ['instruction', 'input', 'output_1', 'generator_1', 'output_2', 'generator_2', 'preference', 'annotator',
                       'price_per_example', 'time_per_example', 'raw_completion']
 
-def _progress(total, enabled, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='pair', disable=(not enabled) or not sys.stderr.isatty() or total == 0)
+class _Progress:
+    """A tqdm bar when stderr is a terminal, else a status line on stderr every `every` seconds; `describe()` adds what is
+    pending. Disabled, it still prints the line when nothing has come back for `every` seconds: a stall is never silent."""
+    def __init__(self, total:int, enabled:bool, desc:str, every:float=10.0, describe:Callable|None=None):
+        self.total, self.desc, self.every, self.describe = total, desc, every, describe or (lambda: '')
+        self.done, self.t0 = 0, time.monotonic()
+        self.last = self.last_done = self.t0
+        self.enabled, self.bar = enabled and total > 0, None
+        if self.enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit='pair')
+
+    def update(self, n:int):
+        self.done += n
+        if n: self.last_done = time.monotonic()
+        if self.bar is not None: self.bar.update(n)
+        self.tick()
+
+    def tick(self):
+        "Call often (at least once a second while waiting): refreshes the bar's note, or prints the status line when due."
+        if self.total == 0: return
+        now = time.monotonic()
+        if self.bar is not None:
+            if now - self.last >= 1.0: self.bar.set_postfix_str(self.describe(), refresh=True); self.last = now
+        elif now - self.last >= self.every and (self.enabled or now - self.last_done >= self.every):
+            self.last, dt = now, now - self.t0
+            print(f"{self.desc}: {self.done}/{self.total} pairs after {dt:.0f} s ({self.done / dt:.1f} pairs/s); {self.describe()}",
+                  file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None: self.bar.close()
 
 def _is_config_error(e) -> bool:
     from alpacafarm_nb.judges import JudgeConfigError
     return isinstance(e, JudgeConfigError)
+
+def _is_unreachable(e) -> bool:
+    from alpacafarm_nb.judges import JudgeUnreachable
+    return isinstance(e, JudgeUnreachable)
 
 def estimate_batch_price(judge, examples:Sequence[Mapping], last_price_per_example:float|None=None) -> float|None:
     "Estimated USD cost of one (padded) batch: from the judge's token prices and its prompt, else its last known price; None if unknown."
@@ -196,11 +246,14 @@ def _rows_of(data, kind:str, source=None) -> list[dict]:
     return validate_records(list(data), kind, source)
 
 # %% ../nbs/11_annotators.ipynb #458a3ae4
-def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, concurrency:int=16, cache=None,
-              budget:float|None=None, progress:bool=True) -> pd.DataFrame:
+REQUEUE_ROUNDS = 2   # a batch whose judge gave up on transient errors (5xx, timeouts...) goes back to the queue this many times
+
+def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, concurrency:int|None=None, cache=None,
+              budget:float|None=None, progress:bool=True, retry_unparsed:bool=False, status_every:float=10.0) -> pd.DataFrame:
     "Annotate `pairs` (records, DataFrame or file) with the pool; returns AlpacaEval-format annotations in the input order."
     if not 0 <= p_label_flip <= 0.5: raise ValueError(f"p_label_flip must be in [0, 0.5], got {p_label_flip}")
     if budget is not None and budget < 0: raise ValueError(f"budget must be >= 0 USD, got {budget}")
+    if concurrency is None: concurrency = max(getattr(j, 'default_concurrency', 16) for j in self.judges)
     rows, seed, concurrency = _rows_of(pairs, 'pair', 'pairs'), int(seed), max(1, int(concurrency))
     cache = _as_cache(cache)
     identities = [j.cache_identity() for j in self.judges]
@@ -221,39 +274,56 @@ def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, con
             todo.setdefault(k, dict(j=j, shown=shown, rows=[]))['rows'].append((i, d['swap']))
 
     def fill(k, pref_shown, annotator, price, tm, raw, source):
+        if pref_shown is None and source != 'unparsed': source = 'missing'
         for i, swap in todo[k]['rows']:
             res[i] = dict(preference=unswap_preference(pref_shown, swap), annotator=annotator, price_per_example=price,
-                          time_per_example=tm, raw_completion=raw, annotation_source=source if pref_shown is not None else 'missing')
+                          time_per_example=tm, raw_completion=raw, annotation_source=source)
 
-    # 1. the cache
+    # 1. the cache (a reply that did not parse is not asked again, unless retry_unparsed)
     last_price = {j: None for j in range(len(self.judges))}
     hits = cache.get_many(todo) if cache is not None and todo else {}
+    if retry_unparsed: hits = {k: h for k, h in hits.items() if not h.get('unparsed')}
     cost_cached = 0.0
     for k, h in hits.items():
         j = todo[k]['j']
         fill(k, h['preference'], h['annotator'] or self.judges[j].name, h['price_per_example'], h['time_per_example'],
-             h['raw_completion'], 'cache')
+             h['raw_completion'], 'unparsed' if h.get('unparsed') else 'cache')
         cost_cached += h['price_per_example'] or 0.0
         if h['price_per_example'] is not None: last_price[j] = h['price_per_example']
-    # 2. batches: per judge and per has-input status, in order of first appearance
+    # 2. batches: per judge and per has-input status, in order of first appearance; (judge, keys, round)
     groups: dict[tuple, list] = {}
     for k, t in todo.items():
         if k not in hits: groups.setdefault((t['j'], bool(t['shown']['input'])), []).append(k)
-    queue = [(j, ks[s:s+self.judges[j].batch_size]) for (j, _), ks in groups.items()
+    queue = [(j, ks[s:s+self.judges[j].batch_size], 0) for (j, _), ks in groups.items()
              for s in range(0, len(ks), max(1, self.judges[j].batch_size))]
     # 3. run them
-    spent, n_calls, n_failed, n_new, budget_stop = 0.0, 0, 0, 0, False
+    spent, n_calls, n_failed, n_new, n_requeued, budget_stop, fatal = 0.0, 0, 0, 0, 0, False, None
     dead, dropped = set(), []   # judges with a configuration error (bad key, retired model): no more batches for them
     def run_batch(j, keys):
         exs = _pad([dict(todo[k]['shown']) for k in keys], self.judges[j].batch_size)
         return self.judges[j].judge_batch(exs, seed)
-    inflight: dict = {}
-    bar = _progress(sum(len(todo[k]['rows']) for _, ks in queue for k in ks), progress, f"annotating ({self.name})")
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix='annotate') as ex:
-        while queue or inflight:
+    inflight: dict = {}         # future -> (judge, keys, estimated price, round, start time)
+
+    def pending() -> str:
+        "What the run is waiting for, for the status line: requests in flight, the oldest one's URL and age, retries so far."
+        txt = f"{len(inflight)} requests in flight"
+        if inflight:
+            j, _, _, _, t0 = min(inflight.values(), key=lambda v: v[4])
+            txt += f", the oldest for {time.monotonic() - t0:.0f} s" + (f" at {self.judges[j].url}" if hasattr(self.judges[j], 'url') else '')
+        retries = Counter()
+        for jd in self.judges:   # list() copies in one step: the judges' threads add causes meanwhile
+            retries.update({c: n for c, n in list(getattr(jd, 'stats', {}).items()) if c not in ('billed', 'unparsed')})
+        if retries: txt += "; retries: " + ', '.join(f"{c} {n}" for c, n in retries.most_common())
+        return txt
+    bar = _Progress(sum(len(todo[k]['rows']) for _, ks, _ in queue for k in ks), progress, f"annotating ({self.name})",
+                    status_every, pending)
+    ex = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix='annotate')
+    finished = queue_mod.SimpleQueue()   # futures put themselves here when done: O(1) per answer, unlike wait() on all in flight
+    try:
+        while (queue or inflight) and fatal is None:
             i = 0
             while i < len(queue) and len(inflight) < concurrency:
-                j, keys = queue[i]
+                j, keys, rnd = queue[i]
                 if j in dead: queue.pop(i); dropped += keys; continue
                 est = 0.0
                 if budget is not None:
@@ -264,18 +334,24 @@ def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, con
                         if not inflight: budget_stop = True; break
                         i += 1; continue
                 queue.pop(i)
-                inflight[ex.submit(run_batch, j, keys)] = (j, keys, est)
+                fut = ex.submit(run_batch, j, keys)
+                inflight[fut] = (j, keys, est, rnd, time.monotonic())
+                fut.add_done_callback(finished.put)
                 n_calls += 1
             if budget_stop or not inflight: break
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            try: done = [finished.get(timeout=1.0)]
+            except queue_mod.Empty: done = []
+            while not finished.empty(): done.append(finished.get())
+            bar.tick()
             for fut in done:
-                j, keys, _ = inflight.pop(fut)
+                j, keys, _, rnd, _ = inflight.pop(fut)
                 judge = self.judges[j]
                 try:
                     out = list(fut.result())
                     if len(out) < len(keys): raise ValueError(f"judge returned {len(out)} answers for {len(keys)} pairs")
                 except Exception as e:
                     n_failed += 1
+                    if _is_unreachable(e): fatal = fatal or e; continue
                     if _is_config_error(e) and j not in dead:
                         dead.add(j)
                         warnings.warn(f"annotator {judge.name!r} cannot work as configured ({e}); its pairs are recorded as missing, "
@@ -288,26 +364,36 @@ def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, con
                 tm = sum(float(o.get('time_per_example') or 0.0) for o in out)
                 spent += price
                 last_price[j] = price/len(out)
-                ppe, tpe, to_cache = price/len(keys), tm/len(keys), []
+                ppe, tpe, to_cache, again = price/len(keys), tm/len(keys), [], []
                 for k, o in zip(keys, out):
                     try: pref = check_preference(o.get('preference'), allow_old_draw=False)
                     except DataError as e:
                         warnings.warn(f"annotator {judge.name!r} returned an invalid preference ({e}); recorded as missing"); pref = None
-                    fill(k, pref, judge.name, ppe, tpe, o.get('raw_completion'), 'judge')
-                    if pref is not None:
-                        n_new += 1
+                    failure = o.get('failure') if pref is None else None
+                    if failure == 'transient' and rnd < REQUEUE_ROUNDS: again.append(k); continue   # not paid: ask again later
+                    fill(k, pref, judge.name, ppe, tpe, o.get('raw_completion'), 'unparsed' if failure == 'unparsed' else 'judge')
+                    if pref is not None: n_new += 1
+                    if pref is not None or failure == 'unparsed':
                         to_cache.append(dict(key=k, identity_hash=id_hashes[j], annotator=judge.name, seed=seed,
                                              example=todo[k]['shown'], preference=pref, raw_completion=o.get('raw_completion'),
-                                             price_per_example=ppe, time_per_example=tpe))
+                                             price_per_example=ppe, time_per_example=tpe, unparsed=failure == 'unparsed'))
+                if again: queue.append((j, again, rnd + 1)); n_requeued += len(again)
                 if cache is not None and to_cache:
                     try: cache.put_many(to_cache, identities[j])
                     except sqlite3.Error as e: warnings.warn(f"could not write {len(to_cache)} annotations to the cache {cache.path}: {e}")
-                bar.update(sum(len(todo[k]['rows']) for k in keys))
-    bar.close()
+                bar.update(sum(len(todo[k]['rows']) for k in keys if k not in again))
+    finally:
+        # on an unreachable endpoint (or Ctrl-C) drop what is queued; requests in flight stop at their next attempt
+        ex.shutdown(wait=fatal is None, cancel_futures=True)
+        bar.close()
+    if fatal is not None:
+        n_done = sum(1 for r in res if r is not None and r['preference'] is not None)
+        raise type(fatal)(f"{fatal} (stopped; {n_done} of {len(rows)} pairs were annotated"
+                          + (", finished ones are cached" if cache is not None else "") + ")") from None
     for k in dropped: fill(k, None, self.judges[todo[k]['j']].name, 0.0, 0.0, None, 'missing')
     n_unasked = 0
     if queue:  # stopped by the budget
-        left = [k for _, ks in queue for k in ks]
+        left = [k for _, ks, _ in queue for k in ks]
         for k in left: fill(k, None, self.judges[todo[k]['j']].name, 0.0, 0.0, None, 'missing')
         n_unasked = sum(len(todo[k]['rows']) for k in left)
         warnings.warn(f"budget of ${budget:.4f} reached (spent ${spent:.4f}): {n_unasked} pairs were not sent to a judge and are "
@@ -320,8 +406,9 @@ def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, con
     self.last_summary = summary = dict(
         pool=self.name, n_pairs=len(df), n_annotated=int(df['preference'].notna().sum()), n_missing=int(df['preference'].isna().sum()),
         n_cached=int((src == 'cache').sum()), n_new=n_new, n_label_flip=int((src == 'label_flip').sum()),
-        n_identical=int((src == 'identical').sum()), n_calls=n_calls, n_failed_batches=n_failed, n_unasked=n_unasked,
-        cost_new=spent, cost_cached=cost_cached, budget=budget, budget_stopped=bool(queue))
+        n_identical=int((src == 'identical').sum()), n_unparsed=int((src == 'unparsed').sum()), n_calls=n_calls,
+        n_failed_batches=n_failed, n_requeued=n_requeued, n_unasked=n_unasked, cost_new=spent, cost_cached=cost_cached,
+        budget=budget, budget_stopped=bool(queue))
     df.attrs['summary'] = summary
     return df
 
@@ -334,7 +421,13 @@ def format_summary(s:Mapping) -> str:
            f"{s['n_label_flip']} label flips, {s['n_identical']} identical pairs; "
            f"cost ${s['cost_new']:.4f} new (cached answers had cost ${s['cost_cached']:.4f})")
     if s.get('budget') is not None: txt += f"; budget ${s['budget']:.4f}" + (" reached" if s.get('budget_stopped') else "")
-    if s['n_missing']: txt += f"\n{s['n_missing']} pairs are missing: re-run the same command to retry them (cached answers are not paid again)"
+    n_unparsed = s.get('n_unparsed', 0)
+    if n_unparsed:
+        txt += (f"\n{n_unparsed} pairs got replies that could not be parsed (paid, and kept in the cache so a re-run does not pay "
+                "for them again; --retry-unparsed asks again)")
+    if s['n_missing'] > n_unparsed:
+        txt += (f"\n{s['n_missing'] - n_unparsed} pairs are missing: re-run the same command to retry them "
+                "(cached answers are not paid again)")
     return txt
 
 # %% ../nbs/11_annotators.ipynb #0fdd2d78
@@ -343,12 +436,13 @@ def make_pool(annotator=None, base_url:str|None=None, model:str|None=None, **ove
     if isinstance(annotator, AnnotatorPool): return annotator
     return AnnotatorPool(annotator, base_url=base_url, model=model, **overrides)
 
-def annotate_pairs(pairs, annotator=None, seed:int=0, p_label_flip:float=0.0, concurrency:int=16, cache_path=None,
-                   base_url:str|None=None, model:str|None=None, budget:float|None=None, progress:bool=True) -> pd.DataFrame:
+def annotate_pairs(pairs, annotator=None, seed:int=0, p_label_flip:float=0.0, concurrency:int|None=None, cache_path=None,
+                   base_url:str|None=None, model:str|None=None, budget:float|None=None, progress:bool=True,
+                   retry_unparsed:bool=False) -> pd.DataFrame:
     "Annotate pairs (records, DataFrame or file) with a pool; `cache_path=False` disables the cache."
     pool = make_pool(annotator, base_url=base_url, model=model)
     return pool.annotate(pairs, seed=seed, p_label_flip=p_label_flip, concurrency=concurrency, cache=cache_path,
-                         budget=budget, progress=progress)
+                         budget=budget, progress=progress, retry_unparsed=retry_unparsed)
 
 def samples_to_pairs(samples, pairing:str='adjacent') -> list[dict]:
     "Pairs from several outputs per instruction: rows whose `output` is a list of samples, or one row per sample."
@@ -435,8 +529,19 @@ def annotate_vs_reference(outputs, reference, annotator=None, reference_column:s
     return annotate_pairs(join_reference(outputs, reference, reference_column), annotator, **kwargs)
 
 # %% ../nbs/11_annotators.ipynb #48d79f68
+def _check_out(path) -> None:
+    "Fail before any work (and any spend) when `--out` cannot be written: a folder, an unknown suffix, a folder we cannot write."
+    p = Path(path)
+    if p.is_dir(): raise DataError("--out is a folder; give a file ending in .json or .jsonl", p)
+    if p.suffix.lower() not in ('.json', '.jsonl', '.csv'):
+        raise DataError(f"unknown format {p.suffix or '(no suffix)'!r} for --out; use .json (a list) or .jsonl", p)
+    folder = next((q for q in [p.parent, *p.parent.parents] if q.exists()), None)   # write_records creates the missing rest
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"--out cannot be written: {folder} is not a writable folder", p)
+
 def annotate_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm annotate`: annotate pairs, or a model's outputs against reference outputs, with an annotator pool."
+    from alpacafarm_nb.judges import JudgeConfigError, JudgeUnreachable
     p = argparse.ArgumentParser(prog='alpacafarm annotate', description=
         "Annotate pairs (or a model's outputs against reference outputs) with an annotator pool; writes AlpacaEval-format "
         "annotations. Finished annotations are cached (SQLite), so re-running a killed or partly failed run pays only for the rest.")
@@ -451,20 +556,27 @@ def annotate_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--model', default=None, help="judge model for every annotator of the pool (overrides the config's)")
     p.add_argument('--seed', type=int, default=0, help='seed of annotator assignment, output order, label flips and sampling')
     p.add_argument('--p-label-flip', type=float, default=0.0, help='label noise: with probability 2p the label is a fair coin (AlpacaFarm training: 0.25)')
-    p.add_argument('--concurrency', type=int, default=16, help='batches sent at once')
+    p.add_argument('--concurrency', type=int, default=None, help='requests (batches) in flight at most; default 256 for API judges '
+                   '(halved automatically on HTTP 429/503, then raised again), 16 for local judges')
     p.add_argument('--cache', default=None, help='SQLite cache file (default: settings cache_path)')
     p.add_argument('--budget', type=float, default=None, help='stop before new spend exceeds this many USD (remaining pairs stay missing)')
     p.add_argument('--out', default=None, help='annotations file (.json list or .jsonl); default: JSON on stdout')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--retry-unparsed', action='store_true', help='ask again for pairs whose cached reply could not be parsed '
+                   '(by default a re-run does not pay for them twice)')
+    p.add_argument('--status-every', type=float, default=10.0, help='seconds between status lines when stderr is not a terminal')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar or periodic status lines (one still says so when '
+                   'nothing has come back for --status-every seconds)')
     a = p.parse_args(argv)
     if a.outputs and not a.reference: p.error('--outputs needs --reference')
     if a.pairs and (a.reference or a.reference_column): p.error('--reference/--reference-column go with --outputs, not --pairs')
     try:
+        if a.out: _check_out(a.out)
         pairs = read_records(a.pairs, 'pair') if a.pairs else join_reference(a.outputs, a.reference, a.reference_column, source=a.outputs)
         pool = make_pool(a.annotator, base_url=a.base_url, model=a.model)
         df = pool.annotate(pairs, seed=a.seed, p_label_flip=a.p_label_flip, concurrency=a.concurrency, cache=a.cache,
-                           budget=a.budget, progress=not a.no_progress)
-    except (DataError, FileNotFoundError, ValueError) as e:
+                           budget=a.budget, progress=not a.no_progress, retry_unparsed=a.retry_unparsed, status_every=a.status_every)
+    except (DataError, FileNotFoundError, ValueError, JudgeConfigError, JudgeUnreachable) as e:   # JudgeConfigError: e.g. a pool
+        # whose python judge cannot be imported (a judge failing later, mid-run, only loses its own pairs)
         print(f"alpacafarm annotate: error: {e}", file=sys.stderr); return 2
     info = sys.stdout
     if a.out: write_records(df, a.out); print(f"wrote {len(df)} annotations to {a.out}", file=info)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib, json, logging, math, os, random, re, socket, threading, time, uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -23,8 +22,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REPLY_FORMATS', 'TEMPLATES', 'BACKENDS', 'BATCH_SIZES', 'POOLS_DIR', 'RETRY_STATUS', 'FATAL_STATUS',
-           'DEFAULT_PROMPT_FORMAT', 'JUDGE_CLASSES', 'FAULT_KINDS', 'PromptTemplate', 'get_template', 'PoolConfigError',
-           'available_pools', 'load_pool_config', 'JudgeConfigError', 'Judge', 'PythonJudge', 'prefer_longer',
+           'SLOW_DOWN_STATUS', 'MAX_IN_FLIGHT', 'DEFAULT_PROMPT_FORMAT', 'JUDGE_CLASSES', 'FAULT_KINDS',
+           'PromptTemplate', 'get_template', 'PoolConfigError', 'available_pools', 'load_pool_config',
+           'JudgeConfigError', 'Judge', 'PythonJudge', 'prefer_longer', 'JudgeUnreachable', 'Endpoint', 'get_endpoint',
            'OpenAIJudge', 'HFLogprobJudge', 'RewardModelJudge', 'make_judge', 'ChatSimulationServer',
            'make_tiny_models']
 
@@ -330,7 +330,7 @@ def load_pool_config(name_or_path:str|Path|Mapping) -> dict:
             if not p.is_file(): raise PoolConfigError(f"no annotator pool named {s!r}; shipped pools: {', '.join(available_pools())} (or give a YAML path)")
         if not p.is_file(): raise PoolConfigError(f"file not found", p)
         src = p
-        try: raw = yaml.safe_load(p.read_text())
+        try: raw = yaml.load(p.read_text(), Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))   # the C loader when built
         except yaml.YAMLError as ex: raise PoolConfigError(f"not valid YAML: {_yaml_error(ex)}", src) from None
     if not isinstance(raw, dict): raise PoolConfigError("must be a YAML mapping with name, models, defaults, annotators", src)
     raw.pop('source', None)
@@ -374,8 +374,9 @@ class JudgeConfigError(RuntimeError):
     "A judge that cannot work as configured (missing key, unknown model, bad function...)."
 
 class Judge:
-    "Base class: subclasses implement `_judge(examples, seed) -> (preferences, raw_completions, total_price)`."
+    "Base class: subclasses implement `_judge(examples, seed) -> (preferences, raw_completions, total_price[, failures])`."
     backend = ''
+    default_concurrency = 16    # batches in flight when the runner is not told (local judges share the CPU)
     def __init__(self, config:Mapping):
         self.config = dict(config)
         self.name = str(self.config.get('name') or self.backend)
@@ -389,10 +390,12 @@ class Judge:
         if not examples: return []
         if len(examples) > self.batch_size: raise ValueError(f"judge {self.name} takes at most {self.batch_size} examples per call, got {len(examples)}")
         t0 = time.perf_counter()
-        prefs, raws, price = self._judge(examples, seed)
+        prefs, raws, price, *rest = self._judge(examples, seed)
+        failures = rest[0] if rest else [None] * len(examples)
         dt = (time.perf_counter() - t0) / len(examples)
         return [dict(preference=check_preference(p) if p is not None else None, raw_completion=r,
-                     price_per_example=price / len(examples), time_per_example=dt) for p, r in zip(prefs, raws)]
+                     price_per_example=price / len(examples), time_per_example=dt, **({'failure': f} if f else {}))
+                for p, r, f in zip(prefs, raws, failures)]
 
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r}, batch_size={self.batch_size})"
 
@@ -431,6 +434,11 @@ def prefer_longer(example:Mapping, seed:int=0, tie:float=1.5) -> float:
 _LOCAL_HOSTS = {'localhost', '127.0.0.1', '0.0.0.0', '::1', '[::1]'}
 RETRY_STATUS = {408, 409, 429} | set(range(500, 600))
 FATAL_STATUS = {401, 403, 404}
+SLOW_DOWN_STATUS = {429, 503, 529}     # the server says it is overloaded: fewer requests in flight
+MAX_IN_FLIGHT = 256                    # requests in flight by default for API judges (the runner's threads; --concurrency)
+
+class JudgeUnreachable(RuntimeError):
+    "The judge endpoint cannot be used at all (connection refused, unknown host, or it never answers); stops the run."
 
 class _Malformed(Exception): pass
 
@@ -449,9 +457,88 @@ def _retry_after(exc) -> float|None:
             return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
     except Exception: return None
 
+def _connect_failure(exc) -> str|None:
+    "'connection refused' or 'cannot resolve host' when the cause of a connection error is one of those; else None."
+    e, seen = exc, set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError) or 'Connection refused' in str(e): return 'connection refused'
+        if isinstance(e, socket.gaierror) or 'Name or service not known' in str(e) or 'nodename nor servname' in str(e):
+            return 'cannot resolve host'
+        e = e.__cause__ or e.__context__
+    return None
+
+class Endpoint:
+    "What all requests to one URL and model share: an adaptive limit on requests in flight (AIMD) and the endpoint's health."
+    connect_budget = 2.0        # seconds of refused connections, with nothing answered in between, before giving up
+    hung_timeouts = 2           # timeouts, with nothing ever answered, before declaring the endpoint hung
+
+    def __init__(self, url:str, ceiling:int=4096):   # the runner's thread count is the real ceiling; this only bounds the growth
+        self.url, self.ceiling, self.limit = url, ceiling, float(ceiling)
+        self.in_flight, self.answers, self.timeouts, self.refused = 0, 0, 0, 0
+        self.refused_since: float|None = None
+        self.last_cut, self.dead = -1e9, None      # dead: why the endpoint cannot be used (a message), once it is
+        self.cond, self.stop = threading.Condition(), threading.Event()
+
+    def acquire(self):
+        "Wait for a free slot (raises the endpoint's `JudgeUnreachable` once it is dead)."
+        with self.cond:
+            while self.dead is None and self.in_flight >= max(1, int(self.limit)): self.cond.wait(0.5)
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
+            self.in_flight += 1
+
+    def release(self):
+        with self.cond: self.in_flight -= 1; self.cond.notify()
+
+    def answered(self, ok:bool):
+        "Any HTTP answer shows the endpoint is alive; a good one adds a slot per window of answers (additive increase)."
+        with self.cond:
+            self.answers += 1; self.refused_since, self.refused = None, 0
+            if ok and self.limit < self.ceiling: self.limit = min(self.ceiling, self.limit + 1 / self.limit); self.cond.notify()
+
+    def slow_down(self):
+        "Multiplicative decrease on 429/503: halve the requests in flight, at most once a second (one burst, one cut)."
+        with self.cond:
+            now = time.monotonic()
+            if now - self.last_cut >= 1.0:
+                self.limit, self.last_cut = max(1.0, min(self.limit, self.in_flight) / 2), now
+
+    def _kill(self, msg:str):
+        "Mark the endpoint dead (call with `cond` held): every request to it stops, now or at its next attempt."
+        if self.dead is None: self.dead = msg; self.stop.set(); self.cond.notify_all()
+
+    def timed_out(self, timeout:float):
+        with self.cond:
+            self.timeouts += 1
+            if self.answers == 0 and self.timeouts >= self.hung_timeouts:
+                self._kill(f"no answer from {self.url} within the timeout of {timeout:g} s ({self.timeouts} requests, none answered): "
+                           "the server accepts connections but does not reply; check it, or raise the annotator's timeout")
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
+
+    def connect_failed(self, cause:str):
+        with self.cond:
+            now = time.monotonic()
+            if self.refused_since is None: self.refused_since = now
+            self.refused += 1
+            if self.refused >= 2 and now - self.refused_since >= self.connect_budget:
+                self._kill(f"cannot connect to {self.url}: {cause} ({self.refused} attempts in {now - self.refused_since:.1f} s); "
+                           "is the judge server running and the URL right?")
+            if self.dead is not None: raise JudgeUnreachable(self.dead)
+
+_ENDPOINTS: dict[tuple, Endpoint] = {}
+_ENDPOINTS_LOCK = threading.Lock()
+
+def get_endpoint(url:str, model:str) -> Endpoint:
+    "The shared `Endpoint` of (url, model); a dead one is replaced, so a new run tries again."
+    with _ENDPOINTS_LOCK:
+        ep = _ENDPOINTS.get((url, model))
+        if ep is None or ep.dead is not None: ep = _ENDPOINTS[(url, model)] = Endpoint(url)
+        return ep
+
 class OpenAIJudge(Judge):
     "A judge asking an OpenAI-compatible chat-completions API."
     backend = 'openai'
+    default_concurrency = MAX_IN_FLIGHT
     def __init__(self, config):
         super().__init__(config)
         c = self.config
@@ -459,6 +546,7 @@ class OpenAIJudge(Judge):
         self.template = get_template(c['template'])
         if self.batch_size > self.template.max_batch: raise JudgeConfigError(f"template {self.template.name} takes at most {self.template.max_batch} pairs")
         self.base_url = (c.get('base_url') or None) and str(c['base_url']).rstrip('/')
+        self.url = self.base_url or 'https://api.openai.com/v1'
         self.api_key_env = c.get('api_key_env') or 'OPENAI_API_KEY'
         self.temperature = float(c.get('temperature', 0.0))
         self.max_tokens = int(c.get('max_tokens') or 64)
@@ -469,11 +557,12 @@ class OpenAIJudge(Judge):
         self.backoff_max = float(c.get('backoff_max', 60.0))
         self.retry_after_max = float(c.get('retry_after_max', 120.0))
         self.price = c.get('price') or {}
+        self.endpoint = get_endpoint(self.url, self.model)
         self._client, self._lock = None, threading.Lock()
         self.stats = Counter()                  # billed calls, retries by cause (for reports and tests)
 
     def cache_identity(self):
-        return dict(backend='openai', base_url=self.base_url or 'https://api.openai.com/v1', model=self.model,
+        return dict(backend='openai', base_url=self.url, model=self.model,
                     template=self.template.text(), batch_size=self.batch_size, temperature=self.temperature,
                     max_tokens=self.max_tokens, parser=self.template.reply)
 
@@ -487,13 +576,13 @@ class OpenAIJudge(Judge):
                     host = urlparse(self.base_url).hostname if self.base_url else None
                     if host in _LOCAL_HOSTS or (host and host.endswith('.localhost')): key = 'EMPTY'
                     else: raise JudgeConfigError(f"judge {self.name}: no API key; set the environment variable {self.api_key_env} "
-                                                 f"(base_url {self.base_url or 'https://api.openai.com/v1'})")
+                                                 f"(base_url {self.url})")
                 self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
             return self._client
 
     def _price(self, usage) -> float:
-        if usage is None or not self.price: return 0.0
-        pt, ct = getattr(usage, 'prompt_tokens', 0) or 0, getattr(usage, 'completion_tokens', 0) or 0
+        if not isinstance(usage, Mapping) or not self.price: return 0.0
+        pt, ct = usage.get('prompt_tokens') or 0, usage.get('completion_tokens') or 0
         return (pt * self.price.get('input', 0.0) + ct * self.price.get('output', 0.0)) / 1e6
 
     def _wait(self, attempt:int, retry_after:float|None) -> float:
@@ -501,47 +590,70 @@ class OpenAIJudge(Judge):
         if retry_after is not None: w = max(w, min(retry_after, self.retry_after_max))
         return w
 
-    def complete(self, messages:list[dict], seed:int) -> tuple[str|None, float]:
-        "One reply (None after exhausted retries or on a 400) and its price; raises JudgeConfigError on 401/403/404."
+    def _post(self, messages, seed) -> tuple[str, float]:
+        "One request; the reply text and its price. Raises `_Malformed` for a body that is not a usable chat completion."
+        # the SDK's low-level `post` keeps its errors, auth and connection pool, and skips its typed request/response
+        # models, which cost more CPU than the rest of the request (this is what lets hundreds of requests be in flight)
+        body = self.client.post('/chat/completions', cast_to=str, body=dict(
+            model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=int(seed)))
+        try: resp = json.loads(body)
+        except (TypeError, ValueError): raise _Malformed(f"the body is not JSON ({len(body or '')} bytes)") from None
+        try: content = resp['choices'][0]['message']['content']
+        except (KeyError, IndexError, TypeError): raise _Malformed("no choices[0].message.content in the response") from None
+        if not isinstance(content, str) or not content.strip(): raise _Malformed("empty content")
+        return content, self._price(resp.get('usage'))
+
+    def complete(self, messages:list[dict], seed:int) -> tuple[str|None, float, str|None]:
+        """One reply, its price and, when there is no reply, why: 'transient' (retries exhausted) or 'rejected' (a 400).
+        Raises `JudgeConfigError` on 401/403/404 and `JudgeUnreachable` when the endpoint is refused, unknown or hung."""
         import openai
-        client = self.client
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
+        client, ep, attempt = self.client, self.endpoint, 0
+        while True:
+            retry_after, connect = None, None
+            ep.acquire()
             try:
-                resp = client.chat.completions.create(model=self.model, messages=messages, temperature=self.temperature,
-                                                      max_tokens=self.max_tokens, seed=int(seed))
-                if isinstance(resp, (str, bytes)) or not getattr(resp, 'choices', None): raise _Malformed("no choices in the response")
-                content = resp.choices[0].message.content
-                if not isinstance(content, str) or not content.strip(): raise _Malformed("empty content")
+                content, price = self._post(messages, seed)
+                ep.answered(ok=True)
                 self.stats['billed'] += 1
-                return content, self._price(getattr(resp, 'usage', None))
+                return content, price, None
             except openai.APIStatusError as ex:
                 code = ex.status_code
                 if code in FATAL_STATUS:
-                    raise JudgeConfigError(f"judge {self.name}: HTTP {code} from {self.base_url or 'the OpenAI API'} for model "
+                    raise JudgeConfigError(f"judge {self.name}: HTTP {code} from {self.url} for model "
                                            f"{self.model!r} (bad key, no access, or unknown/retired model): {ex.message}") from None
+                ep.answered(ok=False)
+                if code in SLOW_DOWN_STATUS: ep.slow_down()
                 if code not in RETRY_STATUS:
-                    log.warning("judge %s: HTTP %s, not retried: %s", self.name, code, ex.message)
+                    log.warning("judge %s: HTTP %s from %s, not retried: %s", self.name, code, self.url, ex.message)
                     self.stats[f'http_{code}'] += 1
-                    return None, 0.0
+                    return None, 0.0, 'rejected'
                 cause, retry_after = f'http_{code}', _retry_after(ex)
-            except (openai.APITimeoutError, openai.APIConnectionError) as ex: cause = type(ex).__name__
-            except JudgeConfigError: raise
-            except Exception as ex: cause = f"malformed:{type(ex).__name__}"     # non-JSON body, missing fields, empty content
+            except openai.APITimeoutError: cause = 'timeout'          # (a subclass of APIConnectionError: caught first)
+            except openai.APIConnectionError as ex:
+                connect = _connect_failure(ex)
+                cause = 'refused' if connect else 'connection'        # else: dropped or reset mid-request, transient
+            except (JudgeConfigError, JudgeUnreachable): raise
+            except Exception as ex:                                   # non-JSON or truncated body, no choices, empty content
+                ep.answered(ok=False)
+                cause = 'bad_reply' if isinstance(ex, _Malformed) else f"malformed:{type(ex).__name__}"
+            finally: ep.release()
             self.stats[cause] += 1
-            if attempt == self.max_retries: break
-            w = self._wait(attempt, retry_after)
-            log.info("judge %s: %s, retry %d in %.2fs", self.name, cause, attempt + 1, w)
-            time.sleep(w)
+            if cause == 'timeout': ep.timed_out(self.timeout)        # raises when the endpoint never answered anything
+            if connect: ep.connect_failed(connect)                    # raises once refused for longer than the connect budget
+            else: attempt += 1                                        # refusals are bounded by time, the rest by max_retries
+            if attempt > self.max_retries: break
+            w = random.uniform(0.1, 0.3) if connect else self._wait(attempt - 1, retry_after)
+            log.info("judge %s: %s, retry %d in %.2fs", self.name, cause, attempt, w)
+            if ep.stop.wait(w): raise JudgeUnreachable(ep.dead)       # another request found the endpoint dead: stop now
         self.stats['gave_up'] += 1
-        log.warning("judge %s: no usable reply after %d attempts", self.name, self.max_retries + 1)
-        return None, 0.0
+        log.info("judge %s: no usable reply from %s after %d attempts", self.name, self.url, attempt)
+        return None, 0.0, 'transient'
 
     def _judge(self, examples, seed):
         n, msgs = len(examples), self.template.render(examples)
-        prefs, raws, price = [None] * n, [None] * n, 0.0
+        prefs, raws, price, failure = [None] * n, [None] * n, 0.0, None
         for k in range(self.max_parse_retries + 1):
-            text, p = self.complete(msgs, seed + k)
+            text, p, failure = self.complete(msgs, seed + k)
             price += p
             if text is None: break
             parsed = self.template.parse_reply(text, n)
@@ -550,7 +662,9 @@ class OpenAIJudge(Judge):
                 if raws[i] is None: raws[i] = text
             if all(v is not None for v in prefs): break
             self.stats['unparsed'] += 1
-        return prefs, raws, price
+        # why a pair has no preference: the endpoint gave no usable reply ('transient', 'rejected'), or the replies did not parse
+        failures = [None if v is not None else (failure or 'unparsed') for v in prefs]
+        return prefs, raws, price, failures
 
 # %% ../nbs/10_judges.ipynb #d3896a4d
 # The Alpaca prompt written as one template (part of a judge's cache identity); it renders exactly as `data.format_prompt`,
@@ -647,7 +761,18 @@ def make_judge(config:Mapping, base_url:str|None=None, model:str|None=None, pric
     return JUDGE_CLASSES[c['backend']](c)
 
 # %% ../nbs/10_judges.ipynb #07e9c892
-FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'unparsable')
+FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
+
+def _http_server(address, handler):
+    "A threading HTTP server for many clients at once (imported here: clients of the judges never need http.server)."
+    import sys
+    from http.server import ThreadingHTTPServer
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
+        daemon_threads, block_on_close = True, False
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError): super().handle_error(request, client_address)   # a client that left
+    return Server(address, handler)
 
 class ChatSimulationServer:
     "An OpenAI-compatible chat server answering as simulated judges via `decide(model, examples, seed)`; with fault injection."
@@ -666,9 +791,7 @@ class ChatSimulationServer:
         self.calls = self.billed = 0
         self.faults, self.billed_examples, self.seeds = Counter(), [], []
         self._lock, self._stop = threading.Lock(), threading.Event()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
+        self._httpd = _http_server((host, port), self._handler())
         self._thread = None
 
     @property
@@ -721,6 +844,7 @@ class ChatSimulationServer:
                                     total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
 
     def _handler(self):
+        from http.server import BaseHTTPRequestHandler
         server = self
         class Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
@@ -762,6 +886,9 @@ class ChatSimulationServer:
                 code, obj, examples, seed = server.answer(body)
                 if code != 200: return self._send(code, obj)
                 if fault == 'empty': obj['choices'][0]['message']['content'] = ''
+                elif fault == 'truncated':   # the connection drops mid-body: half of the JSON arrives, unbilled
+                    data = json.dumps(obj).encode()
+                    return self._send(code, raw=data[:len(data) // 2])
                 elif fault == 'unparsable': obj['choices'][0]['message']['content'] = 'Both outputs have their merits.'
                 else:
                     with server._lock:

@@ -11,8 +11,9 @@ the tests/ folder on sys.path because tests/ has a conftest.py and no __init__.p
         srv.calls, srv.billed, srv.faults, srv.billed_examples
 
 Fault kinds (alpacafarm_nb.judges.FAULT_KINDS): '429' (with Retry-After), '500', 'hang' (holds the connection past
-the client's timeout, then closes it), 'nonjson' (200 with a non-JSON body), 'empty' (200 with empty content),
-'unparsable' (200 with a reply the template cannot read). Give `fault_rates` (probabilities per request, drawn
+the client's timeout, then closes it; `fault_rates={'hang': 1.0}` is a server that accepts connections and never
+answers), 'nonjson' (200 with a non-JSON body), 'empty' (200 with empty content), 'truncated' (200 whose JSON body stops
+halfway), 'unparsable' (200 with a well-formed reply the template cannot read). Give `fault_rates` (probabilities per request, drawn
 deterministically from `fault_seed` and the request index) and/or `fault_schedule` (kinds for the first requests).
 `billed` counts good answers only; `calls` counts every request.
 """

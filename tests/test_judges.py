@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from alpacafarm_nb.judges import (JudgeConfigError, OpenAIJudge, TEMPLATES, load_pool_config, make_judge, prefer_longer)
+from alpacafarm_nb.judges import (Endpoint, JudgeConfigError, JudgeUnreachable, OpenAIJudge, TEMPLATES, load_pool_config,
+                                  make_judge, prefer_longer)
 from openai_server import FakeJudgeServer
 
 FAST = dict(backoff_base=0.001, backoff_max=0.01, timeout=2.0)
@@ -52,7 +53,7 @@ def test_greedy_round_trip_and_order_is_respected(server, greedy_entry):
     assert r[0]['time_per_example'] > 0
 
 
-@pytest.mark.parametrize('fault', ['429', '500', 'hang', 'nonjson', 'empty', 'unparsable'])
+@pytest.mark.parametrize('fault', ['429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable'])
 def test_each_fault_is_retried(fault, greedy_entry):
     with FakeJudgeServer(fault_schedule=[fault], retry_after='0', hang_seconds=3) as srv:
         j = make_judge(greedy_entry, base_url=srv.base_url, **dict(FAST, timeout=0.4))
@@ -98,6 +99,7 @@ def test_exhausted_retries_give_none_not_an_exception(greedy_entry):
         j = make_judge(greedy_entry, base_url=srv.base_url, max_retries=2, **FAST)
         r = j.judge_batch([pair(0)], 0)
         assert r[0]['preference'] is None and r[0]['raw_completion'] is None and r[0]['price_per_example'] == 0
+        assert r[0]['failure'] == 'transient'                # not paid: the pool asks again later in the run
         assert srv.calls == 3 and srv.billed == 0
 
 
@@ -107,6 +109,7 @@ def test_bounded_parse_retries(greedy_entry):
         r = j.judge_batch([pair(0)], seed=5)
         assert r[0]['preference'] is None
         assert r[0]['raw_completion'] == 'Both outputs have their merits.'
+        assert r[0]['failure'] == 'unparsed'                 # paid: the pool caches it and does not ask again
         assert srv.calls == 3 and j.stats['unparsed'] == 3
 
 
@@ -190,3 +193,66 @@ def test_extract_rejects_foreign_prompts():
         c = openai.OpenAI(base_url=srv.base_url, api_key='EMPTY', max_retries=0)
         with pytest.raises(openai.BadRequestError):
             c.chat.completions.create(model='m', messages=msgs)
+
+
+def test_transport_garbage_is_transient_not_a_parse_failure(greedy_entry):
+    """Non-JSON, truncated and empty bodies use the retry budget, not the small parse budget (which stays for real replies)."""
+    with FakeJudgeServer(fault_schedule=['nonjson', 'truncated', 'empty', 'nonjson', 'truncated']) as srv:
+        j = make_judge(greedy_entry, base_url=srv.base_url, max_parse_retries=0, max_retries=6, **FAST)
+        r = j.judge_batch([pair(0)], 0)
+        assert r[0]['preference'] == 2.0 and srv.calls == 6 and j.stats['unparsed'] == 0
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_refused_connection_fails_fast_naming_url_and_cause(greedy_entry):
+    url = f"http://127.0.0.1:{free_port()}/v1"                       # nothing listens there
+    j = make_judge(greedy_entry, base_url=url, max_retries=6, backoff_base=1.0, timeout=5)
+    t0 = time.perf_counter()
+    with pytest.raises(JudgeUnreachable) as e:
+        j.judge_batch([pair(0)], 0)
+    assert time.perf_counter() - t0 < 6                               # a short connect budget, not 6 backoffs
+    assert url in str(e.value) and 'connection refused' in str(e.value)
+    t0 = time.perf_counter()
+    with pytest.raises(JudgeUnreachable):                             # every other request on that endpoint stops at once
+        j.judge_batch([pair(1)], 0)
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_hung_endpoint_is_named_after_two_timeouts(greedy_entry):
+    with FakeJudgeServer(fault_rates={'hang': 1.0}, hang_seconds=20) as srv:
+        j = make_judge(greedy_entry, base_url=srv.base_url, timeout=0.5, max_retries=6, backoff_base=0.01)
+        t0 = time.perf_counter()
+        with pytest.raises(JudgeUnreachable) as e:
+            j.judge_batch([pair(0)], 0)
+        assert time.perf_counter() - t0 < 5 and srv.calls == 2
+        assert srv.base_url in str(e.value) and 'no answer' in str(e.value) and '0.5 s' in str(e.value)
+
+
+def test_a_hang_after_answers_is_only_a_retry(greedy_entry):
+    with FakeJudgeServer(fault_schedule=[None, 'hang', 'hang', 'hang'], hang_seconds=3) as srv:
+        j = make_judge(greedy_entry, base_url=srv.base_url, **dict(FAST, timeout=0.3))
+        assert j.judge_batch([pair(0)], 0)[0]['preference'] == 2.0
+        assert j.judge_batch([pair(1)], 0)[0]['preference'] == 1.0   # three timeouts, then the answer
+        assert j.stats['timeout'] == 3
+
+
+def test_endpoint_limit_is_aimd():
+    ep = Endpoint('http://x/v1', ceiling=64)
+    for _ in range(40): ep.acquire()
+    ep.slow_down()
+    assert ep.limit == 20                                             # half of the 40 in flight
+    ep.slow_down()
+    assert ep.limit == 20                                             # a burst of 429s cuts once (at most once a second)
+    for _ in range(40): ep.release()
+    for _ in range(20): ep.answered(ok=True)
+    assert 20.9 < ep.limit < 21.1                                     # one slot more per window of answers
+    ep.last_cut -= 2                                                  # a second later, with 10 in flight
+    for _ in range(10): ep.acquire()
+    ep.slow_down()
+    assert ep.limit == 5
