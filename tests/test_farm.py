@@ -30,24 +30,63 @@ def check_run_files(out):
     return lb, res
 
 
-def test_farm_quick_and_resume(tmp_path, cli_env):
-    out = tmp_path / "run"
-    r = run_farm_cli(out, cli_env)
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    "One pocket-quick farm run (seed 0) shared by the tests below; each test that changes it works on a copy."
+    d = tmp_path_factory.mktemp("farm")
+    env = dict(os.environ, ALPACAFARM_CACHE_PATH=str(d / "cache.sqlite"), ALPACAFARM_RUNS_DIR=str(d / "runs"))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    r = run_farm_cli(d / "run", env)
     assert r.returncode == 0, r.stderr[-3000:]
+    return d / "run", r
+
+
+def copy_run(quick_run, tmp_path):
+    import shutil
+    return Path(shutil.copytree(quick_run[0], tmp_path / "run"))
+
+
+def test_farm_quick_files(quick_run, tmp_path, cli_env):
+    out, _ = quick_run
     lb, res = check_run_files(out)
-    assert {"base", "sft10k", "pocket_gpt4", "pocket_llama"} <= set(lb.index)
+    assert {"base", "sft10k", "pocket_gpt4", "pocket_llama", "best_of_n_simulated", "expert_iteration_human"} <= set(lb.index)
     assert list(lb.columns) == ["win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "n_total", "avg_length"]
     # the annotation files are AlpacaEval format: `alpacafarm leaderboard` reads them and agrees with the farm
     ann = out / res["files"]["annotations"]["pool"]["pocket_gpt4"]
     r2 = subprocess.run([ALPACAFARM, "leaderboard", str(ann), "--out", str(tmp_path / "lb.csv")], capture_output=True, text=True, env=cli_env)
     assert r2.returncode == 0, r2.stderr
     assert abs(pd.read_csv(tmp_path / "lb.csv", index_col=0).loc["pocket_gpt4", "win_rate"] - lb.loc["pocket_gpt4", "win_rate_pool"]) < 1e-9
-    # re-running resumes: every stage is skipped, the results are the same, models are not retrained
+    # the contracts of issue 8: methods.csv, overoptimization.csv, preference files, models and outputs per (method, feedback)
+    methods = pd.read_csv(out / "methods.csv")
+    assert list(methods.columns) == ["method", "feedback", "win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "avg_length"]
+    pairs = set(zip(methods["method"], methods["feedback"]))
+    assert {("sft10k", "none"), ("base", "none"), ("pocket_gpt4", "none")} <= pairs
+    assert {(m, fb) for m in ("best_of_n", "expert_iteration") for fb in ("simulated", "human")} <= pairs
+    row = methods.set_index(["method", "feedback"]).loc[("best_of_n", "simulated")]
+    assert row["win_rate_pool"] == lb.loc["best_of_n_simulated", "win_rate_pool"]
+    over = pd.read_csv(out / "overoptimization.csv")
+    assert list(over.columns) == ["method", "feedback", "x_name", "x", "kl", "proxy_reward", "win_rate_pool", "win_rate_humans"]
+    for fb in ("simulated", "human"):
+        g = over[(over.method == "best_of_n") & (over.feedback == fb)].sort_values("x")
+        assert list(g["x"]) == [1, 2, 4, 8] and g["kl"].iloc[0] == 0 and g["kl"].is_monotonic_increasing
+        assert g["proxy_reward"].is_monotonic_increasing            # best-of-n raises the proxy reward by construction
+        assert (out / "preferences" / f"{fb}.json").is_file() and (out / "outputs" / f"expert_iteration_{fb}.json").is_file()
+    from transformers import AutoModelForSequenceClassification
+    rm = AutoModelForSequenceClassification.from_pretrained(out / "models" / "reward_simulated")
+    assert rm.config.num_labels == 1 and rm.config.pad_token_id is not None
+    assert set(res["reward_models"]) == {"simulated", "human"} and "accuracy" in res["reward_models"]["simulated"]["eval"]
+
+
+def test_farm_rerun_skips_everything(quick_run, tmp_path, cli_env):
+    "Re-running resumes: every stage is skipped, the results are the same, models are not retrained."
+    out = copy_run(quick_run, tmp_path)
+    lb = pd.read_csv(out / "leaderboard.csv", index_col=0)
     mtime = (out / "stages" / "sft10k.json").stat().st_mtime
     r3 = run_farm_cli(out, cli_env)
     assert r3.returncode == 0, r3.stderr[-3000:]
     assert (out / "stages" / "sft10k.json").stat().st_mtime == mtime
-    assert set(json.loads((out / "results.json").read_text())["stages"][n]["action"] for n in res["stages"]) == {"skipped"}
+    res = json.loads((out / "results.json").read_text())
+    assert {v["action"] for v in res["stages"].values()} == {"skipped"}
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv", index_col=0), lb)
 
 
@@ -67,11 +106,10 @@ def test_farm_killed_mid_run_resumes(tmp_path, cli_env):
     check_run_files(out)
 
 
-def test_farm_seed_change_redoes_seed_dependent_stages(tmp_path, cli_env):
+def test_farm_seed_change_redoes_seed_dependent_stages(quick_run, tmp_path, cli_env):
     """A run with --seed 1 into a seed-0 folder redoes every seed-dependent stage (says why) and reports exactly the numbers of
     a fresh seed-1 run; the world (seed-independent) is kept."""
-    out, fresh = tmp_path / "run", tmp_path / "fresh"
-    assert run_farm_cli(out, cli_env).returncode == 0
+    out, fresh = copy_run(quick_run, tmp_path), tmp_path / "fresh"
     lb0 = pd.read_csv(out / "leaderboard.csv", index_col=0)
     r = run_farm_cli(out, cli_env, extra=("--seed", "1"))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -84,12 +122,13 @@ def test_farm_seed_change_redoes_seed_dependent_stages(tmp_path, cli_env):
     assert not lb1.equals(lb0)
     assert run_farm_cli(fresh, cli_env, extra=("--seed", "1")).returncode == 0
     pd.testing.assert_frame_equal(lb1, pd.read_csv(fresh / "leaderboard.csv", index_col=0))
+    for f in ("methods.csv", "overoptimization.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(fresh / f))
 
 
-def test_farm_preset_change_redoes_everything(tmp_path, cli_env):
+def test_farm_preset_change_redoes_everything(quick_run, cli_env):
     "Another --preset into the same folder never mixes evaluations: the world's identity changes, so every stage is redone."
-    out = tmp_path / "run"
-    assert run_farm_cli(out, cli_env).returncode == 0
+    out = quick_run[0]
     r = subprocess.run([ALPACAFARM, "farm", "--preset", "pocket", "--out", str(out), "--dry-run"], capture_output=True, text=True, env=cli_env)
     assert r.returncode == 0, r.stderr
     plan = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
@@ -100,13 +139,12 @@ def test_farm_preset_change_redoes_everything(tmp_path, cli_env):
     assert set(dict(line.split(": ", 1) for line in r.stdout.strip().splitlines()).values()) == {"skip"}
 
 
-def test_farm_bad_out_and_corrupt_stage_file(tmp_path, cli_env):
+def test_farm_bad_out_and_corrupt_stage_file(quick_run, tmp_path, cli_env):
     "--out that is a file: one line, exit 2, nothing done. A corrupt stage file: a warning, and that stage is redone."
     f = tmp_path / "afile"; f.write_text("x")
     r = run_farm_cli(f, cli_env)
     assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
-    out = tmp_path / "run"
-    assert run_farm_cli(out, cli_env).returncode == 0
+    out = copy_run(quick_run, tmp_path)
     (out / "stages" / "outputs_pocket_gpt4.json").write_text('{"identity": "abc", "summ')
     r = run_farm_cli(out, cli_env)
     assert r.returncode == 0, r.stderr[-2000:]
