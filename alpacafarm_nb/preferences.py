@@ -56,7 +56,7 @@ class PreferenceConfig(Config):
     n_pairs: int|None = None       # the first n_pairs instructions of the split (None: all)
     chunk_size: int = 512          # instructions sampled between two writes of the samples file (resume granularity)
     presets: ClassVar[dict] = {
-        'pocket': dict(max_new_tokens=64, batch_size=128, n_pairs=3000),
+        'pocket': dict(max_new_tokens=64, batch_size=128, n_pairs=4000),
         'pocket-quick': dict(max_new_tokens=24, batch_size=64, n_pairs=96, chunk_size=64),
         'alpaca': dict(max_new_tokens=300, batch_size=16, n_pairs=None),
     }

@@ -38,7 +38,7 @@ class ExpertIterationConfig(Config):
     seed: int = 0
     progress: bool = True
     presets: ClassVar[dict] = {
-        'pocket': dict(n=16, n_prompts=1500, max_new_tokens=64, batch_size=256, score_batch_size=256, sft_preset='pocket',
+        'pocket': dict(n=16, n_prompts=500, max_new_tokens=64, batch_size=256, score_batch_size=256, sft_preset='pocket',
                        sft_epochs=2.0, sft_lr=5e-4),
         'pocket-quick': dict(n=4, n_prompts=48, max_new_tokens=24, batch_size=64, score_batch_size=64, chunk_size=16,
                              sft_preset='pocket-quick', sft_epochs=1.0),
