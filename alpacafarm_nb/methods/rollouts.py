@@ -23,7 +23,8 @@ from ..trainer import stream_indices, latest_checkpoint, data_fingerprint, _mixe
 # %% auto #0
 __all__ = ['RLConfig', 'load_instructions', 'prepare_prompts', 'reward_scores', 'token_values', 'value_model_from_reward_model',
            'kl_penalty', 'shaped_rewards', 'masked_mean', 'whiten', 'batched_logprobs', 'rollout_seed', 'rollout',
-           'PolicyAndValue', 'adaptive_kl_update', 'StepStats', 'check_same_tokenizer', 'rl_train']
+           'PolicyAndValue', 'adaptive_kl_update', 'StepStats', 'check_same_tokenizer', 'rl_train', 'load_reward_model',
+           'run_rl', 'rl_cli']
 
 # %% ../../nbs/44_rollouts.ipynb #191d98cd
 @dataclass
@@ -428,3 +429,78 @@ def _rows(ro:dict, rows:Sequence[int]) -> dict:
         if torch.is_tensor(v): out[key] = v[rows][:, :R] if v.dim() == 2 else v[rows]
         elif isinstance(v, list) and len(v) == len(ro['scores']): out[key] = [v[i] for i in rows]
     return out
+
+# %% ../../nbs/44_rollouts.ipynb #c165aa16
+def load_reward_model(path, device=None, dtype=None):
+    "(reward model, tokenizer) of a folder saved by `save_pretrained` (one label); `ValueError` for anything else."
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from alpacafarm_nb.models import load_tokenizer, _check_model_path
+    _check_model_path(path)
+    conf = AutoConfig.from_pretrained(str(path))
+    archs = getattr(conf, 'architectures', None) or []
+    if not any(a.endswith('ForSequenceClassification') for a in archs):
+        raise ValueError(f"{path}: not a reward model (architectures {archs or 'unknown'}): expected a *ForSequenceClassification with one label")
+    if conf.num_labels != 1: raise ValueError(f"{path}: a reward model has one label, this one has {conf.num_labels}")
+    tok = load_tokenizer(path)
+    rm = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype or torch.float32)
+    if rm.config.pad_token_id is None: rm.config.pad_token_id = tok.pad_token_id
+    return (rm.to(device) if device is not None else rm).eval(), tok
+
+def run_rl(algorithm, cfg:RLConfig, policy, reward_model, instructions, out_dir:str|Path, *, preset:str|None=None, resume:bool=False,
+           stop_after:int|None=None, run_name:str='rl', reward_fn:Callable|None=None, value_model=None, world_seed:int=0,
+           world_sizes:dict|None=None) -> dict:
+    """An RL method from folders or objects: `policy` (folder or (model, tokenizer)), `reward_model` (folder, model or None with
+    `reward_fn`), `instructions` (file, `pocket:SPLIT` or records). Writes `out_dir` (see `rl_train`); returns the summary."""
+    from alpacafarm_nb.models import load_policy
+    cfg.check()
+    if isinstance(policy, (str, Path)): model, tok = load_policy(policy, dtype=torch.float32, device='cpu')
+    else: model, tok = policy
+    if isinstance(reward_model, (str, Path)):
+        reward_model, rm_tok = load_reward_model(reward_model)
+        check_same_tokenizer(tok, rm_tok)
+    if algorithm.needs_value and value_model is None:
+        if reward_model is None: raise ValueError(f"{run_name} needs a reward model (its backbone initialises the value model)")
+        value_model = value_model_from_reward_model(reward_model)
+    rows = load_instructions(instructions, world_seed, world_sizes) if isinstance(instructions, (str, Path)) else list(instructions)
+    ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
+    if ctx is not None and cfg.max_new_tokens >= ctx: raise ConfigError(f"max_new_tokens {cfg.max_new_tokens} >= the policy's context {ctx}")
+    limit = min(cfg.max_prompt_tokens, ctx - cfg.max_new_tokens) if ctx else cfg.max_prompt_tokens
+    texts, ids, dropped = prepare_prompts(tok, rows, limit)
+    if dropped: print(f"{run_name}: dropped {dropped} of {len(rows)} prompts over {limit} tokens", file=sys.stderr)
+    cfg.save(out_dir, preset=preset)
+    s = rl_train(algorithm, model, tok, texts, ids, out_dir, cfg, reward_fn=reward_fn, reward_model=reward_model,
+                 value_model=value_model, resume=resume, stop_after=stop_after, run_name=run_name)
+    return dict(s, prompts=len(texts), prompts_dropped=dropped)
+
+def rl_cli(kind:str, config_cls, make_algorithm:Callable, argv:list[str]|None=None, description:str='') -> int:
+    "`alpacafarm train KIND --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR ...`; bad input: one line, exit 2."
+    import argparse
+    from alpacafarm_nb.config import add_config_args, config_from_args
+    p = argparse.ArgumentParser(prog=f'alpacafarm train {kind}', description=description)
+    add_config_args(p, config_cls)
+    p.add_argument('--model', required=True, help='starting policy (and KL reference): a folder, e.g. SFT10k')
+    p.add_argument('--reward-model', required=True, help='reward model folder (AutoModelForSequenceClassification, one label)')
+    p.add_argument('--data', default='pocket:unlabeled', help='instructions: a file (instruction[, input]) or pocket:SPLIT (default %(default)s)')
+    p.add_argument('--out', required=True, help='output folder (metrics.jsonl, checkpoints/step_N/policy, the final policy)')
+    p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
+    p.add_argument('--max-steps', type=int, default=None, help='rollout steps (a config field)')
+    p.add_argument('--seed', type=int, default=None, help='seed (a config field; default 0)')
+    p.add_argument('--world-seed', type=int, default=0, help='seed of the pocket world (pocket:* data)')
+    p.add_argument('--world-scale', default='full', help='pocket world size: full, small, tiny or a fraction')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: min(2, cores))')
+    a = p.parse_args(argv)
+    try:
+        torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
+        cfg = config_from_args(config_cls, a, max_steps=a.max_steps, seed=a.seed)
+        sizes = None
+        if a.world_scale != 'full':
+            from alpacafarm_nb.world import scaled_sizes
+            sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
+        t0 = time.perf_counter()
+        s = run_rl(make_algorithm(cfg), cfg, a.model, a.reward_model, a.data, a.out, preset=a.preset, resume=a.resume, run_name=kind,
+                   world_seed=a.world_seed, world_sizes=sizes)
+    except (DataError, OSError, ValueError) as e:
+        print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
+    print(json.dumps(dict(step=s['step'], prompts=s['prompts'], prompts_dropped=s['prompts_dropped'], out_dir=str(a.out),
+                          wall_s=round(time.perf_counter() - t0, 1), **{k: s['last'].get(k) for k in ('reward', 'kl', 'loss')})))
+    return 0
