@@ -23,8 +23,8 @@ from ..trainer import stream_indices, latest_checkpoint, data_fingerprint, _mixe
 # %% auto #0
 __all__ = ['RLConfig', 'load_instructions', 'prepare_prompts', 'reward_scores', 'token_values', 'value_model_from_reward_model',
            'kl_penalty', 'shaped_rewards', 'masked_mean', 'whiten', 'batched_logprobs', 'rollout_seed', 'rollout',
-           'PolicyAndValue', 'adaptive_kl_update', 'StepStats', 'check_same_tokenizer', 'rl_train', 'load_reward_model',
-           'run_rl', 'rl_cli']
+           'PolicyAndValue', 'adaptive_kl_update', 'StepStats', 'check_same_tokenizer', 'rl_train',
+           'check_reward_model_folder', 'load_reward_model', 'run_rl', 'rl_cli']
 
 # %% ../../nbs/44_rollouts.ipynb #191d98cd
 @dataclass
@@ -306,16 +306,16 @@ def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Seq
 
     The reward is `reward_model` (a sequence-classification model read at the last token) or `reward_fn`. The reference is a
     frozen copy of the initial `policy` unless `ref_policy` is given. `stop_after=k` stops after step k as if killed (tests)."""
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
     from accelerate.utils import set_seed
-    world = PartialState().num_processes
+    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))   # reads how it was launched (processes, cpu)
+    world = acc.num_processes
     cfg.check(world)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if not prompts: raise ValueError("no prompts to train on")
     if algorithm.needs_value and value_model is None: raise ValueError(f"{run_name} needs a value model")
     if ref_policy is not None and ref_policy.get_input_embeddings().weight.shape[0] != policy.get_input_embeddings().weight.shape[0]:
         raise ValueError("the reference policy's vocabulary differs from the policy's")
-    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))
     rank, k = acc.process_index, algorithm.k
     set_seed(cfg.seed)
     ref = (ref_policy if ref_policy is not None else copy.deepcopy(policy)).to(acc.device).eval()   # frozen initial policy
@@ -431,16 +431,22 @@ def _rows(ro:dict, rows:Sequence[int]) -> dict:
     return out
 
 # %% ../../nbs/44_rollouts.ipynb #c165aa16
-def load_reward_model(path, device=None, dtype=None):
-    "(reward model, tokenizer) of a folder saved by `save_pretrained` (one label); `ValueError` for anything else."
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-    from alpacafarm_nb.models import load_tokenizer, _check_model_path
+def check_reward_model_folder(path):
+    "`ValueError` unless `path` holds a one-label *ForSequenceClassification model (read from its config, before any weights)."
+    from transformers import AutoConfig
+    from alpacafarm_nb.models import _check_model_path
     _check_model_path(path)
     conf = AutoConfig.from_pretrained(str(path))
     archs = getattr(conf, 'architectures', None) or []
     if not any(a.endswith('ForSequenceClassification') for a in archs):
         raise ValueError(f"{path}: not a reward model (architectures {archs or 'unknown'}): expected a *ForSequenceClassification with one label")
     if conf.num_labels != 1: raise ValueError(f"{path}: a reward model has one label, this one has {conf.num_labels}")
+
+def load_reward_model(path, device=None, dtype=None):
+    "(reward model, tokenizer) of a folder saved by `save_pretrained` (one label); `ValueError` for anything else."
+    from transformers import AutoModelForSequenceClassification
+    from alpacafarm_nb.models import load_tokenizer
+    check_reward_model_folder(path)
     tok = load_tokenizer(path)
     rm = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype or torch.float32)
     if rm.config.pad_token_id is None: rm.config.pad_token_id = tok.pad_token_id
@@ -451,17 +457,20 @@ def run_rl(algorithm, cfg:RLConfig, policy, reward_model, instructions, out_dir:
            world_sizes:dict|None=None) -> dict:
     """An RL method from folders or objects: `policy` (folder or (model, tokenizer)), `reward_model` (folder, model or None with
     `reward_fn`), `instructions` (file, `pocket:SPLIT` or records). Writes `out_dir` (see `rl_train`); returns the summary."""
-    from alpacafarm_nb.models import load_policy
+    from alpacafarm_nb.models import load_policy, load_tokenizer
     cfg.check()
-    if isinstance(policy, (str, Path)): model, tok = load_policy(policy, dtype=torch.float32, device='cpu')
-    else: model, tok = policy
-    if isinstance(reward_model, (str, Path)):
-        reward_model, rm_tok = load_reward_model(reward_model)
-        check_same_tokenizer(tok, rm_tok)
-    if algorithm.needs_value and value_model is None:
-        if reward_model is None: raise ValueError(f"{run_name} needs a reward model (its backbone initialises the value model)")
-        value_model = value_model_from_reward_model(reward_model)
+    # every check that can fail on bad input runs before any weights are loaded
+    tok = load_tokenizer(policy) if isinstance(policy, (str, Path)) else policy[1]
+    rm_path = reward_model if isinstance(reward_model, (str, Path)) else None
+    if rm_path is not None:
+        check_reward_model_folder(rm_path)
+        check_same_tokenizer(tok, load_tokenizer(rm_path))
+    if algorithm.needs_value and value_model is None and reward_model is None:
+        raise ValueError(f"{run_name} needs a reward model (its backbone initialises the value model)")
     rows = load_instructions(instructions, world_seed, world_sizes) if isinstance(instructions, (str, Path)) else list(instructions)
+    model, tok = load_policy(policy, dtype=torch.float32, device='cpu') if isinstance(policy, (str, Path)) else policy
+    if rm_path is not None: reward_model, _ = load_reward_model(rm_path)
+    if algorithm.needs_value and value_model is None: value_model = value_model_from_reward_model(reward_model)
     ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
     if ctx is not None and cfg.max_new_tokens >= ctx: raise ConfigError(f"max_new_tokens {cfg.max_new_tokens} >= the policy's context {ctx}")
     limit = min(cfg.max_prompt_tokens, ctx - cfg.max_new_tokens) if ctx else cfg.max_prompt_tokens
