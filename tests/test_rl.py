@@ -61,6 +61,9 @@ def test_ppo_exact_resume_from_folders(folders, tmp_path):
     assert [c.name for c in ck] == ['step_0000002', 'step_0000004']
     assert json.loads((ck[0]/'trainer_state.json').read_text())['metrics']['step'] == 2
     _weights(ck[0]/'policy')
+    # a fresh run into the same folder does not keep the earlier run's checkpoints
+    ppo(*args, tmp_path/'full', preset='pocket-quick', **dict(TINY, max_steps=1))
+    assert [c.name for c in (tmp_path/'full'/'checkpoints').glob('step_*')] == ['step_0000001']
     assert json.loads((tmp_path/'full'/'run_config.json').read_text())['preset'] == 'pocket-quick'
 
 

@@ -345,7 +345,11 @@ def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Seq
         if acc.is_main_process:
             keep = [l for l in metrics_path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step] if metrics_path.is_file() else []
             atomic_write_text(metrics_path, ''.join(l + '\n' for l in keep))
-    elif acc.is_main_process and metrics_path.exists(): metrics_path.unlink()
+    else:   # a fresh run: the metrics and checkpoints of an earlier run in this folder would be mistaken for this one's
+        if acc.is_main_process:
+            if metrics_path.exists(): metrics_path.unlink()
+            shutil.rmtree(out_dir/'checkpoints', ignore_errors=True)
+        acc.wait_for_everyone()
     reduce = _reduce_fn(acc)
     per_proc_mb = cfg.minibatch_size // world
     pbar = None
