@@ -102,6 +102,9 @@ TRAIN_KINDS = {
     'pretrain': ('alpacafarm_nb.methods.sft', 'train_pretrain_cli', 'pretrain a pocket base model from scratch on a corpus'),
     'sft':      ('alpacafarm_nb.methods.sft', 'train_sft_cli', 'supervised fine-tuning on demonstrations (SFT10k)'),
     'reward':   ('alpacafarm_nb.methods.reward_model', 'train_reward_cli', 'a Bradley-Terry reward model on preference pairs'),
+    'ppo':      ('alpacafarm_nb.methods.ppo', 'train_ppo_cli', 'PPO against a reward model, KL-regularised to SFT10k'),
+    'rloo':     ('alpacafarm_nb.methods.rloo', 'train_rloo_cli', 'REINFORCE leave-one-out against a reward model'),
+    'grpo':     ('alpacafarm_nb.methods.grpo', 'train_grpo_cli', 'group-relative policy optimisation against a reward model'),
 }
 
 def train_cli(argv:list[str]|None=None) -> int:
