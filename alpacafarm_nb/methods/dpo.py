@@ -28,16 +28,18 @@ __all__ = ['LOSS_TYPES', 'REF_CACHE', 'DEFAULT_BETA', 'train_dpo', 'preference_l
 # %% ../../nbs/48_dpo.ipynb #3710424a
 LOSS_TYPES = ('sigmoid', 'ipo', 'simpo', 'kto')
 
-def _smoothed(logits:torch.Tensor, label_smoothing:float) -> torch.Tensor:
-    "-log sigmoid(logits), with labels flipped with probability `label_smoothing` (cDPO / robust)."
+def _smoothed(logits:torch.Tensor, label_smoothing:float, robust:bool=False) -> torch.Tensor:
+    """-log sigmoid(logits), with labels flipped with probability `label_smoothing`: conservative DPO (the expected loss
+    under the noise), or with `robust` the unbiased rDPO estimator of the clean loss (TRL's `robust`)."""
     loss = -F.logsigmoid(logits)
-    if label_smoothing: loss = (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-logits)
-    return loss
+    if not label_smoothing: return loss
+    if robust: return ((1 - label_smoothing) * loss + label_smoothing * F.logsigmoid(-logits)) / (1 - 2 * label_smoothing)
+    return (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-logits)
 
 def preference_loss(logp_w:torch.Tensor, logp_l:torch.Tensor, ref_w:torch.Tensor|None=None, ref_l:torch.Tensor|None=None,
                     n_w:torch.Tensor|None=None, n_l:torch.Tensor|None=None, loss_type:str='sigmoid', beta:float=0.1,
                     label_smoothing:float=0.0, simpo_gamma:float=0.5, kl:torch.Tensor|float=0.0,
-                    kto_weights:tuple=(1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    kto_weights:tuple=(1.0, 1.0), robust:bool=False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(losses, chosen rewards, rejected rewards), each (B,), from summed response log-probs of the preferred (`_w`) and
     other (`_l`) outputs under the policy (`logp_*`) and the reference (`ref_*`), and their token counts `n_*`.
     `kl` is KTO's baseline (detached here, whatever is passed)."""
@@ -45,14 +47,14 @@ def preference_loss(logp_w:torch.Tensor, logp_l:torch.Tensor, ref_w:torch.Tensor
     if not beta > 0: raise ConfigError(f"beta must be > 0, got {beta}")
     if loss_type == 'simpo':
         avg_w, avg_l = logp_w / n_w, logp_l / n_l
-        losses = _smoothed(beta * (avg_w - avg_l) - simpo_gamma, label_smoothing)
+        losses = _smoothed(beta * (avg_w - avg_l) - simpo_gamma, label_smoothing, robust)
         return losses, (beta * avg_w).detach(), (beta * avg_l).detach()
     r_w, r_l = logp_w - ref_w, logp_l - ref_l
     if loss_type == 'ipo':                       # TRL: log-probs (policy and reference) averaged over the response tokens
         r_w, r_l = r_w / n_w, r_l / n_l
         losses = (r_w - r_l - 1 / (2 * beta)) ** 2
     elif loss_type == 'sigmoid':
-        losses = _smoothed(beta * (r_w - r_l), label_smoothing)
+        losses = _smoothed(beta * (r_w - r_l), label_smoothing, robust)
     else:                                        # kto: each output on its own, against the KL baseline
         z = torch.as_tensor(kl, dtype=r_w.dtype, device=r_w.device).detach().clamp(min=0)
         w_d, w_u = kto_weights
@@ -76,10 +78,10 @@ def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, q
         if r['output_1'] == r['output_2']: dropped['identical'] += 1; continue
         w, l = (r['output_1'], r['output_2']) if p < 1.5 else (r['output_2'], r['output_1'])
         out.append(dict(prompt=format_prompt(r['instruction'], r.get('input') or ''), chosen=w, rejected=l))
+    if not out: raise DataError(f"no usable preference pair among {len(rows)} rows ({', '.join(f'{v} {k}' for k, v in dropped.items() if v)})", source)
     if any(dropped.values()) and not quiet:
         print(f"preference pairs{f' of {source}' if source else ''}: kept {len(out)} of {len(rows)}; dropped "
               + ', '.join(f"{v} {k}" for k, v in dropped.items() if v), file=sys.stderr)
-    if not out: raise DataError(f"no usable preference pair among {len(rows)} rows ({', '.join(f'{v} {k}' for k, v in dropped.items() if v)})", source)
     return out
 
 # %% ../../nbs/48_dpo.ipynb #3ad8b4bd
@@ -138,7 +140,7 @@ def collate_pairs(examples:Sequence[dict]) -> dict:
 def count_pairs(batch:dict) -> int: return len(batch['prompt'])
 
 def make_loss_fn(loss_type:str='sigmoid', beta:float=0.1, label_smoothing:float=0.0, simpo_gamma:float=0.5,
-                 kto_weights:tuple=(1.0, 1.0), pad_token_id:int=0):
+                 kto_weights:tuple=(1.0, 1.0), pad_token_id:int=0, robust:bool=False):
     "A trainer `loss_fn(model, batch) -> (summed loss, summed metrics)` for `collate_pairs` batches."
     def loss_fn(model, batch):
         P, B = batch['prompt'], len(batch['prompt'])
@@ -151,7 +153,7 @@ def make_loss_fn(loss_type:str='sigmoid', beta:float=0.1, label_smoothing:float=
                 kl = (lk.sum(-1) - batch['ref_kl']).mean()
         ref_w, ref_l = batch.get('ref_chosen'), batch.get('ref_rejected')
         losses, rw, rl = preference_loss(s[:B], s[B:], ref_w, ref_l, n[:B], n[B:], loss_type, beta, label_smoothing,
-                                         simpo_gamma, kl, kto_weights)
+                                         simpo_gamma, kl, kto_weights, robust)
         metrics = dict(reward_chosen=rw.sum(), reward_rejected=rl.sum(), reward_margin=(rw - rl).sum(),
                        reward_accuracy=(rw > rl).float().sum(), logp_chosen=s[:B].detach().sum(), logp_rejected=s[B:].detach().sum())
         if loss_type == 'kto': metrics['kl'] = torch.as_tensor(kl).detach() * B
@@ -166,7 +168,8 @@ class DPOConfig(TrainConfig):
     "DPO-family training: the trainer's fields plus the loss and its hyperparameters."
     loss_type: str = 'sigmoid'          # sigmoid (DPO) | ipo | simpo | kto
     beta: float|None = None             # None: DEFAULT_BETA[loss_type]
-    label_smoothing: float = 0.0        # robust / conservative DPO: the probability that a label is flipped
+    label_smoothing: float = 0.0        # the probability that a label is flipped (conservative DPO)
+    robust: bool = False                # with label_smoothing: the unbiased rDPO loss instead of cDPO's
     simpo_gamma: float = 0.5            # SimPO's target margin
     kto_desirable_weight: float = 1.0
     kto_undesirable_weight: float = 1.0
@@ -197,7 +200,7 @@ class DPOConfig(TrainConfig):
 
     def loss_fn(self, pad_token_id:int=0):
         return make_loss_fn(self.loss_type, self.effective_beta, self.label_smoothing, self.simpo_gamma,
-                            (self.kto_desirable_weight, self.kto_undesirable_weight), pad_token_id)
+                            (self.kto_desirable_weight, self.kto_undesirable_weight), pad_token_id, self.robust)
 
 # %% ../../nbs/48_dpo.ipynb #458f80af
 def _load(policy):
@@ -214,7 +217,7 @@ def split_held_out(items:Sequence, n:int, seed:int=0) -> tuple[list, list]:
     "(train, held out): `n` items chosen by a seeded permutation, the rest in their order."
     from alpacafarm_nb.core import stable_rng
     if n <= 0: return list(items), []
-    if n >= len(items): raise ConfigError(f"val_size {n} leaves no training pairs out of {len(items)}")
+    if n >= len(items): raise ConfigError(f"val_size {n} leaves no training pairs out of {len(items)} (set val_size smaller, or give validation pairs)")
     held = set(stable_rng(seed, 'held_out').permutation(len(items))[:n].tolist())
     return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
 
