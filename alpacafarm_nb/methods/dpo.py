@@ -62,8 +62,10 @@ def preference_loss(logp_w:torch.Tensor, logp_l:torch.Tensor, ref_w:torch.Tensor
     return losses, (beta * r_w).detach(), (beta * r_l).detach()
 
 # %% ../../nbs/48_dpo.ipynb #f7ed60f6
-def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, quiet:bool=False) -> list[dict]:
-    "{prompt, chosen, rejected} (texts) of each usable pair of a preference file (or its records); drops ties, missing and identical pairs."
+def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, quiet:bool=False,
+                     with_instruction:bool=False) -> list[dict]:
+    """{prompt, chosen, rejected} (texts; with `with_instruction` also the row's instruction and input) of each usable pair
+    of a preference file (or its records); drops ties, missing labels and identical outputs, with a count on stderr."""
     if isinstance(pairs, (str, Path)): source, rows = pairs, read_records(pairs, 'pair')
     else:
         from alpacafarm_nb.core import validate_records
@@ -78,6 +80,7 @@ def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, q
         if r['output_1'] == r['output_2']: dropped['identical'] += 1; continue
         w, l = (r['output_1'], r['output_2']) if p < 1.5 else (r['output_2'], r['output_1'])
         out.append(dict(prompt=format_prompt(r['instruction'], r.get('input') or ''), chosen=w, rejected=l))
+        if with_instruction: out[-1].update(instruction=r['instruction'], input=r.get('input') or '')
     if not out: raise DataError(f"no usable preference pair among {len(rows)} rows ({', '.join(f'{v} {k}' for k, v in dropped.items() if v)})", source)
     if any(dropped.values()) and not quiet:
         print(f"preference pairs{f' of {source}' if source else ''}: kept {len(out)} of {len(rows)}; dropped "
