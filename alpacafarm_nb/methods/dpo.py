@@ -136,6 +136,9 @@ def reference_logprobs(model, examples:Sequence[dict], cache_dir:str|Path|None=N
 def collate_pairs(examples:Sequence[dict]) -> dict:
     "Lists of token ids stay lists (`response_logprobs` pads them); reference log-probs become tensors."
     b = {k: [e[k] for e in examples] for k in ('prompt', 'chosen', 'rejected', 'kl') if k in examples[0]}
+    # the trainer counts tokens (tokens/s) from `*attention_mask` tensors: the mask of the concatenated forward's rows
+    lens = [len(p) + len(r) for p, r in zip(b['prompt'] * 2, b['chosen'] + b['rejected'])]
+    b['pair_attention_mask'] = (torch.arange(max(lens))[None, :] < torch.tensor(lens)[:, None]).long()
     for k in ('ref_chosen', 'ref_rejected', 'ref_kl'):
         if k in examples[0]: b[k] = torch.tensor([e[k] for e in examples], dtype=torch.float32)
     return b
