@@ -17,18 +17,24 @@ from . import __version__
 from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'METHODS', 'BEST_OF_N_ROW', 'PRESETS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS',
-           'get_preset', 'Stage', 'StageRunner', 'farm_stages', 'method_stages', 'evaluation_stages', 'run_farm',
-           'plan_farm', 'method_of', 'methods_table', 'overoptimization_table', 'peak_memory_mb',
-           'combine_leaderboards', 'write_report', 'farm_cli']
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'METHODS', 'PAIRWISE_METHODS', 'RL_METHODS', 'KNOWN_METHODS', 'PPO_KL_COEF',
+           'BEST_OF_N_ROW', 'PRESETS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'StageRunner',
+           'farm_stages', 'method_stages', 'evaluation_stages', 'run_farm', 'plan_farm', 'method_of', 'methods_table',
+           'overoptimization_table', 'peak_memory_mb', 'combine_leaderboards', 'write_report', 'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
 POCKET_SYSTEMS = ('pocket_gpt4', 'pocket_chatgpt', 'pocket_verbose', 'pocket_davinci001', 'pocket_llama')
 # the two feedback sources every learned method is trained with: the noisy simulated pool, and the simulated crowd
 FEEDBACK = ('simulated', 'human')
-# the learned methods the farm runs (names are those of methods.csv)
+# the learned methods the farm runs by default (names are those of methods.csv): they fit the pocket farm's time budget
 METHODS = ('best_of_n', 'expert_iteration')
+# every learned method the farm knows; `--methods` picks any of them (the later ones take longer on a CPU)
+PAIRWISE_METHODS = dict(dpo=dict(loss_type='sigmoid'), ipo=dict(loss_type='ipo'), simpo=dict(loss_type='simpo'), kto=dict(loss_type='kto'))
+RL_METHODS = ('ppo', 'rloo', 'grpo')
+KNOWN_METHODS = METHODS + tuple(PAIRWISE_METHODS) + ('binary_feedme', 'binary_reward_conditioning') + RL_METHODS
+# AlpacaFarm's PPO KL coefficients: 0.0067 with simulated feedback, 0.02 with human feedback
+PPO_KL_COEF = dict(simulated=0.0067, human=0.02)
 BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's setting); every n is in overoptimization.csv
 
 PRESETS = {
@@ -36,13 +42,15 @@ PRESETS = {
         world=dict(seed=0, sizes=None),
         # each method's hyperparameters come from its config class's preset of this name (see the method notebooks)
         pretrain='pocket', sft='pocket', preferences='pocket', reward='pocket', best_of_n='pocket', expert_iteration='pocket',
+        dpo='pocket', feedme='pocket', reward_conditioning='pocket', ppo='pocket', rloo='pocket', grpo='pocket',
         sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
         systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None,
         feedback=FEEDBACK, methods=METHODS),
     'pocket-quick': dict(
         world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
         pretrain='pocket-quick', sft='pocket-quick', preferences='pocket-quick', reward='pocket-quick', best_of_n='pocket-quick',
-        expert_iteration='pocket-quick',
+        expert_iteration='pocket-quick', dpo='pocket-quick', feedme='pocket-quick', reward_conditioning='pocket-quick',
+        ppo='pocket-quick', rloo='pocket-quick', grpo='pocket-quick',
         sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
         systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None,
         feedback=FEEDBACK, methods=METHODS),
@@ -229,6 +237,8 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
     from alpacafarm_nb.methods.expert_iteration import ExpertIterationConfig, expert_iteration
     methods, feedback = tuple(cfg.get('methods') or ()), tuple(cfg.get('feedback') or ())
     if not methods or not feedback: return [], {}
+    unknown = [m for m in methods if m not in KNOWN_METHODS]
+    if unknown: raise ValueError(f"unknown method(s) {', '.join(unknown)}; the farm knows {', '.join(KNOWN_METHODS)}")
     pref_cfg = PreferenceConfig.resolve(cfg['preferences'])
     rm_cfg = RewardModelConfig.resolve(cfg['reward'], dict(seed=seed, progress=progress))
     bon_cfg = BestOfNConfig.resolve(cfg['best_of_n'])
@@ -300,6 +310,53 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
                                         progress=progress, resume=True, candidates_path=run.out/'samples'/'expert_iteration_unlabeled.jsonl')
             stages.append(Stage(name, ei, ('expert_iteration_samples', f'reward_{fb}', 'sft10k'), dict(expert_iteration=ident(ei_cfg), preset=cfg['expert_iteration']),
                                 (f'models/{name}',), f'expert iteration with the {fb} reward model'))
+            stages.append(_policy_outputs_stage(name, name, cfg, seed, progress, eval_set))
+            sets[name] = f'outputs_{name}'
+
+    for m in methods:                               # methods trained on the preference pairs with the shared trainer
+        if m not in PAIRWISE_METHODS and m not in ('binary_feedme', 'binary_reward_conditioning'): continue
+        for fb in feedback:
+            name = f'{m}_{fb}'
+            def train_pairwise(run, m=m, fb=fb, name=name):
+                pairs, out_dir = run.out/'preferences'/f'{fb}.json', run.out/'models'/name
+                if m in PAIRWISE_METHODS:
+                    from alpacafarm_nb.methods.dpo import dpo, DPOConfig
+                    c = DPOConfig.resolve(cfg.get('dpo', 'pocket'), dict(PAIRWISE_METHODS[m], seed=seed, progress=progress))
+                    return _train_summary(dpo(sft10k(run), pairs, out_dir, config=c, resume=True))
+                from alpacafarm_nb.methods.binary import feedme, reward_conditioning, FeedMEConfig, RewardConditioningConfig
+                if m == 'binary_feedme':
+                    c = FeedMEConfig.resolve(cfg.get('feedme', 'pocket'), dict(seed=seed, progress=progress))
+                    return _train_summary(feedme(sft10k(run), pairs, out_dir, config=c, resume=True))
+                c = RewardConditioningConfig.resolve(cfg.get('reward_conditioning', 'pocket'), dict(seed=seed, progress=progress))
+                return _train_summary(reward_conditioning(sft10k(run), pairs, out_dir, config=c, resume=True))
+            stages.append(Stage(name, train_pairwise, (f'preferences_{fb}', 'sft10k'),
+                                dict(method=m, preset=cfg.get('feedme' if m == 'binary_feedme' else 'reward_conditioning' if m.startswith('binary') else 'dpo', 'pocket'),
+                                     seed=seed, **PAIRWISE_METHODS.get(m, {})), (f'models/{name}',), f'{m} on the {fb} preferences'))
+            if m == 'binary_reward_conditioning':
+                def sample_rc(run, name=name):
+                    from alpacafarm_nb.methods.binary import generate_conditioned
+                    rows = generate_conditioned(str(run.out/'models'/name), eval_set(), generator=name, seed=seed, progress=progress, **cfg['sample'])
+                    write_records(rows, run.out/'outputs'/f'{name}.json')
+                    return dict(n=len(rows))
+                stages.append(Stage(f'outputs_{name}', sample_rc, ('world', name), dict(sample=cfg['sample'], seed=seed, control='positive'),
+                                    (f'outputs/{name}.json',), f'sampling {name} after the positive control token'))
+            else: stages.append(_policy_outputs_stage(name, name, cfg, seed, progress, eval_set))
+            sets[name] = f'outputs_{name}'
+
+    for m in methods:                               # RL against each feedback source's reward model
+        if m not in RL_METHODS: continue
+        for fb in feedback:
+            name = f'{m}_{fb}'
+            over = dict(kl_coef=PPO_KL_COEF[fb]) if m == 'ppo' and fb in PPO_KL_COEF else {}
+            def train_rl(run, m=m, fb=fb, name=name, over=over):
+                import importlib
+                mod = importlib.import_module(f'alpacafarm_nb.methods.{m}')
+                c = getattr(mod, f'{m.upper()}Config').resolve(cfg.get(m, 'pocket'), dict(over, seed=seed))
+                s = getattr(mod, m)(sft10k(run), run.out/'models'/f'reward_{fb}', list(world().splits['unlabeled']), run.out/'models'/name,
+                                    config=c, resume=True)
+                return _train_summary(s) | dict(last=s.get('last'))
+            stages.append(Stage(name, train_rl, (f'reward_{fb}', 'sft10k', 'world'), dict(method=m, preset=cfg.get(m, 'pocket'), seed=seed, **over),
+                                (f'models/{name}',), f'{m} against the {fb} reward model'))
             stages.append(_policy_outputs_stage(name, name, cfg, seed, progress, eval_set))
             sets[name] = f'outputs_{name}'
     return stages, sets
@@ -550,15 +607,23 @@ def farm_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--force', action='store_true', help='redo every stage instead of resuming')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
+    p.add_argument('--methods', default=None, help=f"comma-separated learned methods (default: {','.join(METHODS)}; known: {','.join(KNOWN_METHODS)})")
     a = p.parse_args(argv)
+    over = {}
+    if a.methods is not None:
+        methods = tuple(m.strip() for m in a.methods.split(',') if m.strip())
+        unknown = [m for m in methods if m not in KNOWN_METHODS]
+        if unknown:
+            print(f"alpacafarm farm: error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_METHODS)}", file=sys.stderr); return 2
+        over['methods'] = methods
     out = Path(a.out) if a.out else s.runs_dir/a.preset
     try: check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
     except DataError as e:
         print(f"alpacafarm farm: error: {e}", file=sys.stderr); return 2
     if a.dry_run:
-        for name, what in plan_farm(out, a.preset, a.seed, a.force).items(): print(f"{name}: {what}")
+        for name, what in plan_farm(out, a.preset, a.seed, a.force, **over).items(): print(f"{name}: {what}")
         return 0
-    try: res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress)
+    try: res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress, **over)
     except (DataError, OSError, ValueError) as e:   # bad input (an --out that is a file, unwritable, a broken file): one line, exit 2
         print(f"alpacafarm farm: error: {e}", file=sys.stderr); return 2
     board = pd.read_csv(out/'leaderboard.csv', index_col=0)
