@@ -19,9 +19,9 @@ __all__ = ['DEFAULT_SETTINGS', 'PATH_SETTINGS', 'SETTINGS_SECTION', 'SHARED_DATA
            'STRING_FIELDS', 'NUMERIC_FIELDS', 'RECORD_SUFFIXES', 'SQLITE_HEADER', 'LIST_RE', 'find_settings_file',
            'Settings', 'get_settings', 'shared_data', 'stable_hash', 'stable_int', 'stable_uniform', 'stable_rng',
            'seed_everything', 'Instruction', 'Output', 'Pair', 'Annotation', 'DataError', 'Records', 'check_preference',
-           'validate_records', 'atomic_write_text', 'read_records', 'write_records', 'read_df', 'check_writable_output',
-           'check_output_dir', 'check_sqlite_file', 'alpaca_eval_instruction', 'to_alpaca_eval', 'is_list_line',
-           'has_list', 'print_table_result']
+           'validate_records', 'read_jsonl_prefix', 'atomic_write_text', 'read_records', 'write_records', 'read_df',
+           'check_writable_output', 'check_output_dir', 'check_sqlite_file', 'alpaca_eval_instruction',
+           'to_alpaca_eval', 'is_list_line', 'has_list', 'print_table_result']
 
 # %% ../nbs/00_core.ipynb #9ec3eca5
 DEFAULT_SETTINGS = dict(
@@ -206,6 +206,16 @@ def validate_records(rows:Sequence[Mapping], kind:str, source=None, unique_instr
             seen[key] = i
         out.append(r)
     return out
+
+# %% ../nbs/00_core.ipynb #43801295
+def read_jsonl_prefix(path:str|Path) -> list[dict]:
+    "The records of an append-only JSONL file up to its first unreadable line (a line cut by a kill); [] if absent."
+    rows, path = [], Path(path)
+    if path.is_file():
+        for line in path.read_text(encoding='utf-8').splitlines():
+            try: rows.append(json.loads(line))
+            except json.JSONDecodeError: break   # everything before the cut line is good
+    return rows
 
 # %% ../nbs/00_core.ipynb #4c4e1983
 def atomic_write_text(path:str|Path, text:str) -> Path:

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from . import __version__
-from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file
+from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file, read_jsonl_prefix
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'METHODS', 'PAIRWISE_METHODS', 'RL_METHODS', 'KNOWN_METHODS', 'PPO_KL_COEF',
@@ -255,8 +255,8 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
                         ('samples/preference_pairs.jsonl',), 'two SFT10k samples per instruction of the preference split'))
     for fb in feedback:
         def preferences(run, fb=fb):
-            from alpacafarm_nb.preferences import _read_jsonl, label_counts
-            samples = _read_jsonl(run.out/'samples'/'preference_pairs.jsonl')
+            from alpacafarm_nb.preferences import label_counts
+            samples = read_jsonl_prefix(run.out/'samples'/'preference_pairs.jsonl')
             rows = make_preferences(None, pref_instructions(), fb, run.out/'preferences'/f'{fb}.json', seed=seed,
                                     cache_path=run.out/'annotations.sqlite', samples=samples, config=pref_cfg, progress=progress)
             return dict(pairs=len(rows), labels=label_counts(rows))
@@ -280,8 +280,7 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
             name = f'best_of_n_{fb}'
             outs = [f'{name}_n{n}' for n in ns]
             def bon(run, fb=fb, name=name):
-                from alpacafarm_nb.methods.best_of_n import _read_jsonl
-                scored = score_candidates(load_reward_model(run.out/'models'/f'reward_{fb}'), _read_jsonl(run.out/'samples'/'best_of_n_eval.jsonl'),
+                scored = score_candidates(load_reward_model(run.out/'models'/f'reward_{fb}'), read_jsonl_prefix(run.out/'samples'/'best_of_n_eval.jsonl'),
                                           bon_cfg.score_batch_size)
                 write_records(scored, run.out/'samples'/f'{name}_scored.jsonl')
                 for n in ns:

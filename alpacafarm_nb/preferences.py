@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from .core import read_records, write_records, DataError, stable_hash, stable_uniform, stable_rng, atomic_write_text
+from .core import read_records, write_records, DataError, stable_hash, stable_uniform, stable_rng, atomic_write_text, read_jsonl_prefix
 from .config import Config, ConfigError, add_config_args, config_from_args
 
 # %% auto #0
@@ -68,14 +68,6 @@ def policy_identity(policy) -> dict|None:
     w = sorted(x for x in p.glob('*.safetensors')) or sorted(p.glob('*.bin'))
     return dict(path=str(p), weights=[(x.name, x.stat().st_size, x.stat().st_mtime_ns) for x in w])
 
-def _read_jsonl(path:Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding='utf-8').splitlines():
-            try: rows.append(json.loads(line))
-            except json.JSONDecodeError: break   # a line cut by an interruption: everything before it is good
-    return rows
-
 def sample_pairs(policy, instructions:Sequence[dict], samples_path:str|Path|None=None, config:PreferenceConfig|None=None,
                  seed:int=0, progress:bool=True, generator:str|None=None) -> list[dict]:
     """Two samples of `policy` (a folder or (model, tokenizer)) per instruction: the unlabelled pairs.
@@ -93,7 +85,7 @@ def sample_pairs(policy, instructions:Sequence[dict], samples_path:str|Path|None
     path = Path(samples_path) if samples_path is not None else None
     done = {}
     if path is not None and ident is not None:
-        for r in _read_jsonl(path):
+        for r in read_jsonl_prefix(path):
             if r.get('sampling_id') == ident: done[(r['instruction'], r['input'])] = r
     todo = [r for r in rows if (r['instruction'], r.get('input') or '') not in done]
     if todo:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from ..core import read_records, write_records, DataError, stable_hash, atomic_write_text
+from ..core import read_records, write_records, DataError, stable_hash, atomic_write_text, read_jsonl_prefix
 from ..config import Config, ConfigError, add_config_args, config_from_args
 
 # %% auto #0
@@ -42,14 +42,6 @@ def kl_bound(n:int) -> float:
     return math.log(n) - (n - 1) / n
 
 # %% ../../nbs/42_best_of_n.ipynb #7e72aab9
-def _read_jsonl(path:Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding='utf-8').splitlines():
-            try: rows.append(json.loads(line))
-            except json.JSONDecodeError: break    # a line cut by an interruption: everything before it is good
-    return rows
-
 def _check_instructions(instructions:Sequence[dict], source='instructions') -> list[dict]:
     rows = list(instructions)
     for i, r in enumerate(rows):
@@ -75,7 +67,7 @@ def sample_candidates(policy, instructions:Sequence[dict], n:int, config:BestOfN
     path = Path(candidates_path) if candidates_path is not None else None
     have: dict[tuple, dict[int, dict]] = {}
     if path is not None and ident is not None:
-        for r in _read_jsonl(path):
+        for r in read_jsonl_prefix(path):
             if r.get('sampling_id') == ident: have.setdefault((r['instruction'], r['input']), {})[int(r['sample_id'])] = r
     key = lambda r: (r['instruction'], r.get('input') or '')
     todo = [r for r in rows if not all(j in have.get(key(r), {}) for j in range(n))]
