@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/pocket
 
-.PHONY: setup farm test export clean-nbs
+.PHONY: setup farm test export clean-nbs lab
 setup: $(VENV)/.installed
 
 # torch==2.13.0 first: it is the local CPU wheel; the package itself only declares a range (torch>=2.4).
@@ -25,3 +25,7 @@ export: setup
 
 clean-nbs: setup
 	$(VENV)/bin/nbdev-clean
+
+# JupyterLab on the loopback interface only, rooted at the project: nbs/ (the source notebooks) and reports/ (reproduction).
+lab: setup
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root,)
