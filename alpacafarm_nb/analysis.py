@@ -97,7 +97,7 @@ def gao_peak(a:float, b:float, form:str) -> tuple[float, float]:
     if form == 'bon':
         d = max(a / (2 * b), 0.0)
         return d, d * (a - b * d)
-    d = math.exp(min(a / b - 1, 700.0))   # exp overflows past 709; such a peak is out of any range anyway
+    d = math.exp(a / b - 1) if a / b - 1 < 300 else math.inf   # past e^300 the peak is far out of any range (and d^2 overflows)
     return d, b * d
 
 def fit_gao(d, r, form:str='bon', n_boot:int=1000, seed:int=0, ci:float=0.95, baseline:float=0.0) -> dict:
@@ -160,7 +160,10 @@ def overoptimization_fits(overopt:pd.DataFrame, y:str|Sequence[str]='win_rate_hu
         is_base = (g.index == base.name)
         d = np.where(is_base, 0.0, d)          # the baseline is the curve's origin
         for col in ys:
-            f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]))
+            try:
+                f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]))
+            except ValueError as e:   # say which curve: the message alone names only a point's position in it
+                raise ValueError(f"{method} with {feedback} feedback, {col} (rows {list(g.index)}): {e}") from None
             rows.append(dict(method=method, feedback=feedback, y=col, form=form, a=f['a'], a_low=f['a_ci'][0], a_high=f['a_ci'][1],
                              b=f['b'], b_low=f['b_ci'][0], b_high=f['b_ci'][1], peak_d=f['peak_d'], peak_kl=f['peak_kl'],
                              peak_value=f['peak_value'], peak_low=f['peak_d_ci'][0], peak_high=f['peak_d_ci'][1], r2=f['r2'], n=f['n'],
