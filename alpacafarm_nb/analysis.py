@@ -53,20 +53,25 @@ def ranking_correlation(x, y, n_boot:int=2000, seed:int=0, ci:float=0.95) -> dic
     return {**res, 'n': n, 'n_boot': len(idx)}
 
 # %% ../nbs/50_analysis.ipynb #c6bb038c
-def simulated_vs_human(methods:pd.DataFrame, include_unlearned:bool=False) -> pd.DataFrame:
-    "Per learned method: win rate trained+judged in simulation (`simulated`) and trained+judged by humans (`human`); columns method, simulated, human."
-    missing = [c for c in ('method', 'feedback', 'win_rate_pool', 'win_rate_humans') if c not in methods]
+def simulated_vs_human(methods:pd.DataFrame, include_unlearned:bool=False, standard_errors:bool=False) -> pd.DataFrame:
+    """Per learned method: win rate trained+judged in simulation (`simulated`) and trained+judged by humans (`human`);
+    columns method, simulated, human (+ simulated_se, human_se, the win rates' standard errors, with `standard_errors=True`)."""
+    need = ['method', 'feedback', 'win_rate_pool', 'win_rate_humans'] + (['standard_error_pool', 'standard_error_humans'] if standard_errors else [])
+    missing = [c for c in need if c not in methods]
     if missing: raise ValueError(f"methods table lacks column(s) {missing}; expected the farm's methods.csv columns {METHODS_COLUMNS}")
     by = methods.set_index(['method', 'feedback'])
     if by.index.duplicated().any():
         raise ValueError(f"methods table repeats (method, feedback) {by.index[by.index.duplicated()][0]}")
-    sim = methods[methods['feedback'] == 'simulated'].set_index('method')['win_rate_pool']
-    hum = methods[methods['feedback'] == 'human'].set_index('method')['win_rate_humans']
-    pairs = pd.concat([sim, hum], axis=1, keys=['simulated', 'human'], join='inner')
-    if include_unlearned:
-        none = methods[methods['feedback'] == 'none'].set_index('method')
-        pairs = pd.concat([pairs, none[['win_rate_pool', 'win_rate_humans']].set_axis(['simulated', 'human'], axis=1)])
-    return pairs.rename_axis('method').reset_index()[['method', 'simulated', 'human']]
+
+    def side(feedback:str, judge:str, name:str) -> pd.DataFrame:
+        "Per method, the win rate (and standard error) of its run with this feedback as judged by this judge."
+        g = methods[methods['feedback'] == feedback].set_index('method')
+        return g[[f'win_rate_{judge}'] + ([f'standard_error_{judge}'] if standard_errors else [])].set_axis(
+            [name] + ([f'{name}_se'] if standard_errors else []), axis=1)
+
+    pairs = side('simulated', 'pool', 'simulated').join(side('human', 'humans', 'human'), how='inner')
+    if include_unlearned: pairs = pd.concat([pairs, side('none', 'pool', 'simulated').join(side('none', 'humans', 'human'))])
+    return pairs.rename_axis('method').reset_index()[['method', 'simulated', 'human'] + (['simulated_se', 'human_se'] if standard_errors else [])]
 
 # %% ../nbs/50_analysis.ipynb #7b11b2c2
 def _xlogx(d) -> np.ndarray:
@@ -211,16 +216,19 @@ def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
     "Scatter of `simulated_vs_human` pairs with method labels and the identity line; correlations (from `ranking_correlation`) in the title."
     import plotly.graph_objects as go
     fig = go.Figure()
-    lo = float(min(pairs['simulated'].min(), pairs['human'].min())) - 2
-    hi = float(max(pairs['simulated'].max(), pairs['human'].max())) + 2
+    vals = pairs[['simulated', 'human']].to_numpy(dtype=float)
+    pad = max(3.0, 0.08 * float(np.ptp(vals)))
+    lo, hi = float(vals.min()) - pad, float(vals.max()) + pad    # the same range on both axes, so the identity line is the diagonal
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode='lines', line=dict(color='grey', dash='dot'), name='y = x', hoverinfo='skip')
+    bars = lambda c: dict(type='data', array=pairs[c], thickness=1) if c in pairs else None   # +- 1 standard error when given
     fig.add_scatter(x=pairs['simulated'], y=pairs['human'], mode='markers+text', text=pairs['method'], textposition='top center',
-                    name='methods', customdata=pairs[['method']].to_numpy(),
+                    error_x=bars('simulated_se'), error_y=bars('human_se'), name='methods', customdata=pairs[['method']].to_numpy(),
                     hovertemplate='%{customdata[0]}<br>simulated %{x:.1f}%<br>human %{y:.1f}%<extra></extra>')
     title = 'Simulated vs human: win rate of each method'
     if corr:
         title += '<br><sub>' + ', '.join(f"{k.capitalize()} {corr[k]['value']:.2f} [{corr[k]['ci_low']:.2f}, {corr[k]['ci_high']:.2f}]"
                                          for k in ('spearman', 'kendall', 'pearson') if k in corr) + f" (n = {corr['n']} methods)</sub>"
     fig.update_layout(title=title, xaxis_title='trained and judged in simulation: win rate (%)',
-                      yaxis_title='trained and judged by humans: win rate (%)', height=500, width=600, showlegend=False)
+                      yaxis_title='trained and judged by humans: win rate (%)', height=600, width=650, showlegend=False,
+                      xaxis_range=[lo, hi], yaxis_range=[lo, hi])
     return fig
