@@ -184,7 +184,7 @@ def read_labels(path, annotator:str|None=None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if annotator is not None: df = df[df['annotator'] == annotator]
     df = df.drop_duplicates(['annotator', 'pair_id'], keep='last').reset_index(drop=True)
-    return df[cols + [c for c in df.columns if c not in cols]]
+    return df.reindex(columns=cols + [c for c in df.columns if c not in cols])
 
 # %% ../nbs/71_widgets.ipynb #332cc582
 def disagreement(verdicts:pd.DataFrame, by:str='annotator') -> pd.Series:
@@ -228,6 +228,7 @@ _CSS = """<style>
 .afw-out {border: 1px solid #ccc; border-radius: 4px; padding: 6px; white-space: pre-wrap; font-family: monospace; font-size: 12px;}
 .afw-instr {background: #f4f4f8; border-radius: 4px; padding: 6px; white-space: pre-wrap;}
 .afw-table {border-collapse: collapse; font-size: 12px;} .afw-table td, .afw-table th {border: 1px solid #ddd; padding: 2px 6px;}
+.afw-matrix th {white-space: nowrap;}
 .afw-raw {white-space: pre-wrap; font-family: monospace; max-width: 40em;}
 </style>"""
 VERDICT_NAMES = {1.0: 'A', 1.5: 'tie', 2.0: 'B'}
@@ -262,15 +263,16 @@ def verdicts_html(verdicts:pd.DataFrame, max_raw:int=600) -> str:
             "<th>time</th></tr>" + ''.join(rows) + '</table>')
 
 def matrix_html(matrix:pd.DataFrame, n_pairs:int|None=None) -> str:
-    "The agreement matrix as a coloured table (white: 0.5, green: 1, red: 0)."
+    "The agreement matrix as a coloured table (white: 0.5, green: 1, red: 0); columns numbered like the rows, to stay small."
     def cell(x):
-        if _is_missing(x) or (isinstance(x, float) and np.isnan(x)): return "<td style='color:#aaa'>–</td>"
-        g = int(255 - 120 * max(0, x - 0.5) * 2); r_ = int(255 - 120 * max(0, 0.5 - x) * 2)
-        return f"<td style='background:rgb({r_ if x >= 0.5 else 255},{255 if x >= 0.5 else r_},{g if x >= 0.5 else r_})'>{x:.2f}</td>"
-    head = ''.join(f"<th>{_e(c)}</th>" for c in matrix.columns)
-    body = ''.join(f"<tr><th>{_e(i)}</th>" + ''.join(cell(x) for x in row) + '</tr>' for i, row in zip(matrix.index, matrix.to_numpy(float)))
+        if np.isnan(x): return "<td style='color:#aaa'>–</td>"
+        k = int(255 - 240 * abs(x - 0.5))
+        return f"<td style='background:rgb({k},255,{k})'>{x:.2f}</td>" if x >= 0.5 else f"<td style='background:rgb(255,{k},{k})'>{x:.2f}</td>"
+    head = ''.join(f"<th title='{_e(c)}'>{j}</th>" for j, c in enumerate(matrix.columns, 1))
+    body = ''.join(f"<tr><th style='text-align:left'>{j}. {_e(i)}</th>" + ''.join(cell(x) for x in row) + '</tr>'
+                   for j, (i, row) in enumerate(zip(matrix.index, matrix.to_numpy(float)), 1))
     cap = f"<caption>agreement on {n_pairs} pairs</caption>" if n_pairs is not None else ''
-    return f"<table class='afw-table afw-matrix'>{cap}<tr><th></th>{head}</tr>{body}</table>"
+    return f"<div style='overflow-x:auto'><table class='afw-table afw-matrix'>{cap}<tr><th></th>{head}</tr>{body}</table></div>"
 
 # %% ../nbs/71_widgets.ipynb #cc3a11bc
 def load_source(source, repeat_key:str|None=None, outputs:Sequence[str]|None=None) -> pd.DataFrame:
@@ -303,7 +305,7 @@ class AnnotatorComparison:
         self.text_filter = W.Text(placeholder='instruction contains…', description='Filter', layout=lay(width='40%'))
         self.disagreement_only = W.Checkbox(description='only where annotators split', indent=False)
         self.by = W.ToggleButtons(options=['annotator', 'group'], value=by or ('group' if has_groups and self._sparse() else 'annotator'),
-                                  description='Compare', style={'button_width': '80px'},
+                                  description='Compare', style={'button_width': '100px'},
                                   layout=lay(display=None if has_groups else 'none'))
         gens = sorted(self.verdicts['generator_2'].dropna().astype(str).unique())
         self.generator = W.Dropdown(options=[('all models B', '')] + [(g, g) for g in gens], value='', description='Model B')
@@ -390,19 +392,22 @@ class AnnotatorComparison:
         self.pair_ids = filter_pairs(self.verdicts, self.text_filter.value, self.chosen, self.by.value,
                                      self.disagreement_only.value, self.generator.value or None)
         n = len(self.pair_ids)
-        with self.position.hold_trait_notifications():
-            self.position.max = max(n, 1); self.position.value = 1
+        self._hold = True               # one render below, with the matrix, instead of one per change of the position
+        try: self.position.max = max(n, 1); self.position.value = 1
+        finally: self._hold = False
         self._render(matrix=True)
 
     def _step(self, d:int):
         if self.pair_ids: self.position.value = (self.position.value - 1 + d) % len(self.pair_ids) + 1
 
     def _render(self, matrix:bool=False):
+        if self._hold: return
         n = len(self.pair_ids)
-        self.count.value = f"of {n} pairs" + (f" ({self.verdicts['pair_id'].nunique()} in all)" if n != self.verdicts['pair_id'].nunique() else '')
-        self.pair_view.value = pair_html(self.current)
-        self.verdict_view.value = verdicts_html(self.current_verdicts)
-        if matrix: self.matrix_view.value = matrix_html(self.matrix, n)
+        # everything computed first, then shown at once: the browser never shows a new pair with the old matrix
+        views = [(self.count, f"of {n} pairs" + (f" ({self.verdicts['pair_id'].nunique()} in all)" if n != self.verdicts['pair_id'].nunique() else '')),
+                 (self.pair_view, pair_html(self.current)), (self.verdict_view, verdicts_html(self.current_verdicts))]
+        if matrix: views.append((self.matrix_view, matrix_html(self.matrix, n)))
+        for view, value in views: view.value = value
         self._shown_at = time.monotonic()
 
     # --- your labels
