@@ -57,7 +57,7 @@ def verdicts_frame(rows, group:str|None=None, repeat_key:str|None=None, source=N
             o1, o2, g1, g2 = o2, o1, g2, g1
             pref = None if pref is None else (1.5 if pref == 0 else 3.0 - pref)
         out.append(dict(pair_id=pid, instruction=r['instruction'], input=r['input'], output_1=o1, generator_1=g1, output_2=o2,
-                        generator_2=g2, annotator=str(r['annotator']), group=str(r.get('group') or group or r['annotator']),
+                        generator_2=g2, annotator=str(r['annotator']), group=str(group or r.get('group') or r['annotator']),
                         repeat=r[repeat_key] if repeat_key else r.get('repeat', 0), preference=pref, label=verdict_label(pref),
                         raw_completion=r.get('raw_completion'), price_per_example=r.get('price_per_example'),
                         time_per_example=r.get('time_per_example'),
@@ -115,6 +115,7 @@ def annotate_each(pairs, pools:Sequence=LIVE_POOLS, names:Sequence[str]|None=Non
                   base_url:str|None=None, progress:bool=False) -> pd.DataFrame:
     "Verdicts of every judge of `pools` (names, YAML paths or `AnnotatorPool`s) on every pair; group = the pool's name."
     pairs = pairs.to_dict('records') if isinstance(pairs, pd.DataFrame) else list(pairs)
+    pairs = [{k: r.get(k) for k in PAIR_COLUMNS if k in r} for r in pairs]   # the pairs only (not earlier verdicts' fields)
     frames, keep = [], None if names is None else set(names)
     for spec in pools:
         pool = make_pool(spec, base_url=base_url)

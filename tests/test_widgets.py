@@ -193,3 +193,35 @@ def test_widget_in_jupyterlab(tmp_path):
         try: server.wait(timeout=15)
         except subprocess.TimeoutExpired: server.kill(); server.wait()
         log.close()
+
+
+@pytest.fixture
+def judge_server(cli_env):
+    "`alpacafarm serve-judges` on a free port: the pocket judges behind an OpenAI-compatible API."
+    p = subprocess.Popen([str(BIN / 'alpacafarm'), 'serve-judges', '--port', '0'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=cli_env)
+    try:
+        m = re.search(r'(http://127\.0\.0\.1:\d+/v1)', p.stdout.readline())
+        assert m, p.stderr.read() if p.poll() is not None else 'no URL printed'
+        yield m.group(1)
+    finally:
+        p.terminate()
+        try: p.wait(10)
+        except subprocess.TimeoutExpired: p.kill(); p.wait()
+
+
+def test_live_pool_over_the_api_shows_each_judges_raw_completion(judge_server, tmp_path):
+    "Every judge of an OpenAI-compatible pool on the same pairs: the verdicts of the python pool, and the judges' own replies."
+    from alpacafarm_nb.widgets import annotate_each, LIVE_SYSTEMS
+    names = ['pocket_strong_json', 'pocket_medium_batch4_lines']
+    python = live_pocket_sample(n=3, n_humans=0)
+    pairs = python.drop_duplicates('pair_id')
+    api = annotate_each(pairs, pools=['pocket_api'], names=names, base_url=judge_server, cache=tmp_path / 'cache.sqlite')
+    assert len(api) == len(pairs) * len(names) and set(api['group']) == {'pocket_api'}
+    merged = api.merge(python[python['annotator'].isin(names)], on=['pair_id', 'annotator'], suffixes=('', '_python'))
+    assert len(merged) == len(api) and (merged['preference'] == merged['preference_python']).all()
+    # the API judges answer in their prompt formats (a JSON verdict, numbered lines), not a bare number
+    raw = api.set_index('annotator')['raw_completion']
+    assert raw.loc['pocket_strong_json'].str.contains('{').all() and not raw.str.fullmatch(r'[12]\.0').any()
+    w = AnnotatorComparison(api)
+    assert html.escape(w.current_verdicts['raw_completion'].iloc[0][:40]) in w.verdict_view.value
