@@ -188,7 +188,7 @@ def read_labels(path, annotator:str|None=None) -> pd.DataFrame:
     return df.reindex(columns=cols + [c for c in df.columns if c not in cols])
 
 # %% ../nbs/71_widgets.ipynb #332cc582
-def disagreement(verdicts:pd.DataFrame, by:str='annotator') -> pd.Series:
+def disagreement(verdicts:pd.DataFrame) -> pd.Series:
     "Per pair id: whether its verdicts (parsed labels) split."
     return verdicts.dropna(subset=['label']).groupby('pair_id')['label'].nunique() > 1
 
@@ -202,7 +202,7 @@ def filter_pairs(verdicts:pd.DataFrame, text:str='', annotators:Sequence[str]|No
         hay = (v['instruction'].fillna('') + '\n' + v['input'].fillna('')).str.lower()
         v = v[hay.str.contains(t, regex=False)]
     if disagreement_only:
-        split = disagreement(v, by)
+        split = disagreement(v)
         v = v[v['pair_id'].map(split).fillna(False).astype(bool)]
     return list(pd.unique(v['pair_id']))
 
