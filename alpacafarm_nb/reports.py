@@ -15,8 +15,7 @@ from .core import DataError, atomic_write_text, check_output_dir, get_settings
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'OFFLINE_TEMPLATE', 'QUICK_METHODS', 'reports_folder', 'list_reports', 'report_parameters',
-           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'sim_human_table', 'ranking_correlation',
-           'run_report', 'report_cli']
+           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'run_report', 'report_cli']
 
 # %% ../nbs/70_reports.ipynb #a8575ec4
 REPO_ROOT = Path(alpacafarm_nb.__file__).resolve().parent.parent
@@ -39,6 +38,12 @@ def report_parameters(path:str|Path) -> dict[str, dict]:
 
 _TRUE, _FALSE = ('true', '1', 'yes', 'y', 'on'), ('false', '0', 'no', 'n', 'off')
 
+def _type_name(default:str|None) -> str:
+    "The type of a parameter's default value as written in the cell (`1000` -> 'int', `''` -> 'str')."
+    import ast
+    try: return type(ast.literal_eval(default)).__name__
+    except (ValueError, SyntaxError, TypeError): return 'str'
+
 def _convert(name:str, value, type_name:str):
     if not isinstance(value, str): return value          # already typed (from Python)
     try:
@@ -59,7 +64,7 @@ def parse_params(name:str, path:str|Path, params:Mapping|None) -> dict:
     for k, v in (params or {}).items():
         if k not in known:
             raise ValueError(f"report {name!r} has no parameter {k!r}; its parameters: {', '.join(known) or '(none)'}")
-        out[k] = _convert(k, v, known[k].get('inferred_type_name') or 'None')
+        out[k] = _convert(k, v, _type_name(known[k].get('default')))
     return out
 
 # %% ../nbs/70_reports.ipynb #525025dd
@@ -115,34 +120,6 @@ def farm_run(run:str|Path|None, out_dir:str|Path, preset:str='pocket-quick', **o
     print(f"farm run {folder} (preset {preset}, methods {', '.join(over['methods'])}): {res['timings_s']['total']:.0f} s")
     return folder
 
-def sim_human_table(methods) -> 'pd.DataFrame':
-    "One row per method: `simulated` (trained on simulated feedback, pool-judged) and `human` (human feedback, crowd-judged) win rates and SEs."
-    import pandas as pd
-    m = pd.read_csv(methods) if isinstance(methods, (str, Path)) else pd.DataFrame(methods)
-    rows = {}
-    for r in m.itertuples(index=False):
-        row = rows.setdefault(r.method, dict(method=r.method))
-        if r.feedback in ('none', 'simulated'):
-            row.update(simulated=r.win_rate_pool, simulated_se=r.standard_error_pool)
-        if r.feedback in ('none', 'human'):
-            row.update(human=r.win_rate_humans, human_se=r.standard_error_humans)
-        if r.feedback not in ('none', 'simulated', 'human'):   # e.g. greedy feedback: its own column, pool-judged
-            row.update({f'{r.feedback}': r.win_rate_pool, f'{r.feedback}_se': r.standard_error_pool})
-    cols = ['method', 'simulated', 'simulated_se', 'human', 'human_se']
-    out = pd.DataFrame(list(rows.values()))
-    return out.reindex(columns=cols + [c for c in out.columns if c not in cols]).sort_values('simulated', ascending=False, ignore_index=True)
-
-def ranking_correlation(x, y, n_boot:int=1000, seed:int=0) -> dict:
-    "{'spearman'|'kendall'|'pearson': {'value', 'ci_low', 'ci_high'}, 'n', 'n_boot'} between two scores per method (Series joined on index)."
-    try:
-        from alpacafarm_nb.analysis import ranking_correlation as rc
-        return rc(x, y, n_boot=n_boot, seed=seed)
-    except ImportError: pass
-    from alpacafarm_nb.judge_metrics import rank_correlations
-    t = rank_correlations(x, y, n_boot=n_boot, seed=seed)
-    res = {k: dict(value=float(t.loc[k, 'value']), ci_low=float(t.loc[k, 'ci_low']), ci_high=float(t.loc[k, 'ci_high'])) for k in t.index}
-    return dict(res, n=int(t['n_models'].iloc[0]), n_boot=n_boot)
-
 # %% ../nbs/70_reports.ipynb #1b431e23
 def run_report(name:str, run:str|Path|None=None, params:Mapping|None=None, out_dir:str|Path|None=None,
                reports_dir:str|Path|None=None, kernel_name:str='python3', include_code:bool=False,
@@ -161,6 +138,7 @@ def run_report(name:str, run:str|Path|None=None, params:Mapping|None=None, out_d
     values['out_dir'] = str(out.resolve())
     executed = out/f'{name}.ipynb'
     fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.ipynb', dir=out); os.close(fd)
+    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp's file is private; the notebook is not
     try:
         pm.execute_notebook(str(reports[name]), tmp, parameters=values, kernel_name=kernel_name, cwd=str(REPO_ROOT),
                             progress_bar=progress, log_output=False)
