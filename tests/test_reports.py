@@ -34,9 +34,7 @@ def jupyter_env():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, jupyter_env):
     "One pocket-quick farm run (the reports' own default run: learned methods and every scripted system), made once."
-    d = tmp_path_factory.mktemp("reports")
-    os.environ.setdefault("ALPACAFARM_CACHE_PATH", str(d / "cache.sqlite"))
-    return farm_run("", d)
+    return farm_run("", tmp_path_factory.mktemp("reports"))   # the farm keeps its annotations in the run folder
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +125,7 @@ def browser():
     return exe, sync_playwright
 
 
-def browse(path):
+def browse(path, timeout_ms=15_000):
     "Open `path` in headless Chromium; return (figures: per .js-plotly-plot its counts of SVGs, traces and marks; request URLs; JS errors)."
     exe, sync_playwright = browser()
     requests, errors = [], []
@@ -138,7 +136,7 @@ def browse(path):
             page.on("request", lambda r: requests.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(Path(path).as_uri(), wait_until="load")
-            try: page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=15_000)
+            try: page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=timeout_ms)
             except Exception: pass   # no figure drawn: the caller's assertions say so
             figures = page.eval_on_selector_all(".plotly-graph-div", """els => els.map(el => ({
                 svg: el.querySelectorAll('.main-svg').length,
@@ -149,8 +147,8 @@ def browse(path):
     return figures, requests, errors
 
 
-def check_page(name, path):
-    figures, requests, errors = browse(path)
+def check_page(name, path, timeout_ms=15_000):
+    figures, requests, errors = browse(path, timeout_ms)
     assert figures, f"{name}: no plotly figure on the page"
     for i, f in enumerate(figures):
         assert f["svg"] > 0 and f["traces"] > 0 and f["marks"] > 0, f"{name}: figure {i} not drawn: {f}"
@@ -173,11 +171,11 @@ def test_page_check_catches_a_cdn_page(tmp_path):
     cdn = tmp_path / "cdn.html"
     cdn.write_text(fig.to_html(include_plotlyjs="cdn"))   # plotly.js from cdn.plot.ly: unreachable offline, so nothing is drawn
     with pytest.raises(AssertionError, match="not drawn|requests left the machine|no plotly figure"):
-        check_page("cdn", cdn)
+        check_page("cdn", cdn, timeout_ms=3_000)
     inline = tmp_path / "inline.html"
     inline.write_text(fig.to_html(include_plotlyjs=True).replace("<head>", '<head><link rel="stylesheet" href="https://example.invalid/x.css">'))
     with pytest.raises(AssertionError, match="requests left the machine"):
-        check_page("inline", inline)
+        check_page("inline", inline, timeout_ms=3_000)
 
 
 # --- the command line ----------------------------------------------------------------------------------------------------
