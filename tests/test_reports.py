@@ -21,10 +21,11 @@ PARAMS = dict(table2=dict(n_boot=100), overoptimization=dict(n_boot=50), annotat
 @pytest.fixture(scope="module", autouse=True)
 def jupyter_env():
     "Jupyter writes into HOME and its config/data folders: keep them in a scratch folder (as tools/test.sh does)."
-    keys = ["JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "IPYTHONDIR"]
+    keys = ["HOME", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "IPYTHONDIR"]
     old = {k: os.environ.get(k) for k in keys}
     with tempfile.TemporaryDirectory() as d:
-        for k in keys: os.environ[k] = os.path.join(d, k.lower())
+        for k in keys:
+            os.environ[k] = os.path.join(d, k.lower()); os.makedirs(os.environ[k])
         yield
     for k, v in old.items():
         if v is None: os.environ.pop(k, None)
