@@ -180,7 +180,7 @@ def report_cli(argv:list[str]|None=None) -> int:
     except (DataError, ValueError) as e: print(f"alpacafarm report: error: {e}", file=sys.stderr); return 2
     except pm.PapermillExecutionError as e:
         out = Path(a.out) if a.out else get_settings().reports_dir
-        print(f"alpacafarm report: {a.name} failed in cell {e.exec_count}: {e.ename}: {' '.join(str(e.evalue).split())} "
+        print(f"alpacafarm report: {a.name} failed in cell [{e.exec_count}]: {e.ename}: {' '.join(str(e.evalue).split())} "
               f"(see {out/(a.name + '.ipynb')})", file=sys.stderr); return 1
     print(page)
     return 0

@@ -219,3 +219,18 @@ def test_cli_runs_a_report(quick_run, tmp_path, jupyter_env):
     page = Path(r.stdout.strip().splitlines()[-1])
     assert page == tmp_path / "out" / "ranking_correlation.html" and page.is_file()
     assert (tmp_path / "out" / "ranking_correlation.ipynb").is_file() and (tmp_path / "out" / "ranking_methods.csv").is_file()
+
+
+def test_cli_report_that_fails(tmp_path):
+    "A report whose cell raises: one line naming the cell's error and the executed notebook, exit status 1; the notebook is kept."
+    import nbformat
+    d = tmp_path / "reps"; d.mkdir()
+    params = nbformat.v4.new_code_cell("run = ''\nout_dir = 'reports/out'\nx = 1", metadata={"tags": ["parameters"]})
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell("assert x == 2, f'x is {x}'")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, d / "broken.ipynb")
+    r = run_cli("broken", "--reports-dir", str(d), "-p", "x", "3", "--out", str(tmp_path / "out"))
+    assert r.returncode == 1, r.stderr
+    line = [l for l in r.stderr.splitlines() if l.startswith("alpacafarm report:")]
+    assert len(line) == 1 and "broken failed in cell [3]: AssertionError: x is 3" in line[0] and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "out" / "broken.ipynb").is_file() and not (tmp_path / "out" / "broken.html").exists()
