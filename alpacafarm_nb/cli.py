@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     'reward':        ('alpacafarm_nb.methods.reward_model', 'reward_cli', 'score an outputs file with a reward model (adds `reward`)'),
     'best-of-n':     ('alpacafarm_nb.methods.best_of_n', 'best_of_n_cli', 'sample n outputs per instruction, keep the one the reward model prefers'),
     'farm':          ('alpacafarm_nb.farm', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
+    'report':        ('alpacafarm_nb.reports', 'report_cli', 'run a reproduction notebook of reports/ and write a self-contained HTML page'),
 }
 
 def _parser() -> argparse.ArgumentParser:
