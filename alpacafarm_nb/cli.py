@@ -108,6 +108,7 @@ TRAIN_KINDS = {
     'ppo':      ('alpacafarm_nb.methods.ppo', 'train_ppo_cli', 'PPO against a reward model, KL-regularised to SFT10k'),
     'rloo':     ('alpacafarm_nb.methods.rloo', 'train_rloo_cli', 'REINFORCE leave-one-out against a reward model'),
     'grpo':     ('alpacafarm_nb.methods.grpo', 'train_grpo_cli', 'group-relative policy optimisation against a reward model'),
+    'quark':    ('alpacafarm_nb.methods.quark', 'train_quark_cli', 'Quark: NLL on the top reward quantile (--set variant=full: quantile tokens) against a reward model'),
 }
 
 def train_cli(argv:list[str]|None=None) -> int:
