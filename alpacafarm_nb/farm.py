@@ -18,11 +18,12 @@ from .core import get_settings, write_records, read_records, atomic_write_text, 
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'EXTRA_FEEDBACK_METHODS', 'PAIRWISE_METHODS', 'BINARY_METHODS',
-           'RL_METHODS', 'KNOWN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW', 'SELECTION_JUDGE', 'PRESETS',
-           'STAGE_SECONDS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'peak_memory_mb',
-           'StageRunner', 'farm_stages', 'sample_policy', 'feedback_sources', 'checkpoint_stage', 'method_stages',
-           'evaluation_stages', 'expected_seconds', 'run_farm', 'plan_farm', 'method_of', 'methods_table',
-           'overoptimization_table', 'ranking', 'combine_leaderboards', 'write_report', 'farm_cli']
+           'RL_METHODS', 'KNOWN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW', 'SELECTION_JUDGE',
+           'POCKET_OVERRIDES', 'QUICK_OVERRIDES', 'PRESETS', 'STAGE_SECONDS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS',
+           'get_preset', 'Stage', 'peak_memory_mb', 'StageRunner', 'farm_stages', 'sample_policy', 'feedback_sources',
+           'checkpoint_stage', 'method_stages', 'evaluation_stages', 'expected_seconds', 'run_farm', 'plan_farm',
+           'method_of', 'methods_table', 'overoptimization_table', 'ranking', 'combine_leaderboards', 'write_report',
+           'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -46,28 +47,39 @@ BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's se
 # which judge picks an RL run's checkpoint on the val split: the feedback source's own evaluator (never the test set)
 SELECTION_JUDGE = dict(simulated='pool', human='humans', greedy='pool')
 
+# The `pocket` farm runs every method within its time budget (about 30 minutes on 2 CPU cores): each method's own `pocket`
+# preset is resized here by wall time alone (measured seconds per step; never by results). Per-method seconds at these sizes
+# are in `results.json` (`stages`); `pocket-long` runs every method at its own full pocket preset (hours on a CPU).
+_RL_POCKET = dict(max_steps=8, rollout_batch_size=32, minibatch_size=32, warmup_steps=2, save_every=4)   # 2 checkpoints: steps 4, 8
+_PAIRS_POCKET = dict(n_pairs=512, epochs=1.0, val_size=64)           # n_pairs: the first pairs of the preference file
+POCKET_OVERRIDES = dict(best_of_n=dict(n=16), **{m: dict(_RL_POCKET) for m in RL_METHODS},
+                        **{m: dict(_PAIRS_POCKET) for m in (*PAIRWISE_METHODS, *BINARY_METHODS)})
+_RL_QUICK = dict(max_steps=4, save_every=2)                            # 2 checkpoints: steps 2, 4
+QUICK_OVERRIDES = {m: dict(_RL_QUICK) for m in RL_METHODS}
+
 PRESETS = {
     'pocket': dict(
         world=dict(seed=0, sizes=None),
-        # each method's hyperparameters come from its config class's preset of this name (see the method notebooks);
-        # `overrides` resizes a method for the farm's time budget (sized by wall time on 2 CPU cores, never by results)
+        # each method's hyperparameters come from its config class's preset of this name (see the method notebooks),
+        # then `overrides` (method -> fields) resizes it for the farm's time budget
         pretrain='pocket', sft='pocket', preferences='pocket', reward='pocket', best_of_n='pocket', expert_iteration='pocket',
         dpo='pocket', feedme='pocket', reward_conditioning='pocket', ppo='pocket', rloo='pocket', grpo='pocket', quark='pocket',
-        overrides=dict(),
+        overrides=POCKET_OVERRIDES,
         sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
         systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None,
-        n_val=200,                # val instructions each RL checkpoint is sampled on (checkpoint selection)
+        n_val=100,                # val instructions each RL checkpoint is sampled on (checkpoint selection)
         feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=METHODS),
     'pocket-quick': dict(
         world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
         pretrain='pocket-quick', sft='pocket-quick', preferences='pocket-quick', reward='pocket-quick', best_of_n='pocket-quick',
         expert_iteration='pocket-quick', dpo='pocket-quick', feedme='pocket-quick', reward_conditioning='pocket-quick',
         ppo='pocket-quick', rloo='pocket-quick', grpo='pocket-quick', quark='pocket-quick',
-        overrides=dict(),
+        overrides=QUICK_OVERRIDES,
         sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
-        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None, n_val=40,
+        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None, n_val=24,
         feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=METHODS),
 }
+PRESETS['pocket-long'] = dict(PRESETS['pocket'], overrides={}, n_val=400)
 
 def get_preset(name:str, **overrides) -> dict:
     "A copy of preset `name`, with top-level `overrides` applied."
@@ -149,10 +161,10 @@ class StageRunner:
         return est
 
     def _eta(self, est:Mapping, remaining:Sequence[str]) -> float:
-        "Seconds left for the `remaining` stages; guesses are rescaled by how the guessed stages run so far compared to theirs."
+        """Seconds left for the `remaining` stages; guesses are rescaled by how the guessed stages ran so far compared to their
+        guesses, shrunk towards 1 by a minute's worth of prior (so one short stage that ran long does not multiply the ETA)."""
         done = [n for n in self.seconds if self.actions.get(n, '').startswith('ran') and est.get(n, (0, False))[1]]
-        guessed = sum(est[n][0] for n in done)
-        scale = sum(self.seconds[n] for n in done) / guessed if guessed > 0 else 1.0
+        scale = (sum(self.seconds[n] for n in done) + 60.0) / (sum(est[n][0] for n in done) + 60.0)
         return sum(s * (scale if guess else 1.0) for s, guess in (est[n] for n in remaining))
 
     def plan(self, stages:Sequence[Stage]) -> dict:
@@ -448,7 +460,10 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
         for fb in feedback_sources(cfg, m):
             name = f'{m}_{fb}'
             def train_pairwise(run, m=m, fb=fb, name=name, key=key, over=over):
-                pairs, out_dir = run.out/'preferences'/f'{fb}.json', run.out/'models'/name
+                over, n_pairs = dict(over), over.get('n_pairs')
+                over.pop('n_pairs', None)
+                pairs, out_dir = read_records(run.out/'preferences'/f'{fb}.json', 'pair'), run.out/'models'/name
+                if n_pairs: pairs = pairs[:n_pairs]
                 if m in PAIRWISE_METHODS:
                     from alpacafarm_nb.methods.dpo import dpo, DPOConfig
                     c = DPOConfig.resolve(cfg.get(key, 'pocket'), dict(over, **PAIRWISE_METHODS[m], seed=seed, progress=progress))
@@ -513,9 +528,9 @@ def evaluation_stages(output_sets:Mapping[str, str], judges:Mapping[str, str], s
 
 # rough seconds of each kind of stage at pocket size on 2 idle CPU cores: the ETA's first guess when no earlier run of a stage
 # is on disk (the ETA rescales the guesses by how the stages run so far compare to theirs)
-STAGE_SECONDS = dict(world=20, base=140, sft10k=215, preference_samples=60, preferences=1, reward=75, best_of_n_samples=110,
-                     best_of_n=70, expert_iteration_samples=70, expert_iteration=50, outputs=12, evaluate=1, checkpoints=60,
-                     **{m: 60 for m in (*PAIRWISE_METHODS, *BINARY_METHODS)}, **{m: 120 for m in RL_METHODS})
+STAGE_SECONDS = dict(world=20, base=140, sft10k=215, preference_samples=60, preferences=1, reward=75, best_of_n_samples=55,
+                     best_of_n=35, expert_iteration_samples=70, expert_iteration=50, outputs=10, evaluate=1, checkpoints=25,
+                     **{m: 50 for m in (*PAIRWISE_METHODS, *BINARY_METHODS)}, **{m: 30 for m in RL_METHODS})
 
 def expected_seconds(name:str, scale:float=1.0) -> float:
     "First guess of a stage's seconds from its kind (the longest `STAGE_SECONDS` key that is its name or a prefix of it)."
