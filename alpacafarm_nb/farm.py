@@ -18,12 +18,12 @@ from .core import get_settings, write_records, read_records, atomic_write_text, 
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'EXTRA_FEEDBACK_METHODS', 'PAIRWISE_METHODS', 'BINARY_METHODS',
-           'RL_METHODS', 'KNOWN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW', 'SELECTION_JUDGE',
-           'POCKET_OVERRIDES', 'QUICK_OVERRIDES', 'PRESETS', 'STAGE_SECONDS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS',
-           'get_preset', 'Stage', 'peak_memory_mb', 'StageRunner', 'farm_stages', 'sample_policy', 'feedback_sources',
-           'checkpoint_stage', 'method_stages', 'evaluation_stages', 'expected_seconds', 'run_farm', 'plan_farm',
-           'method_of', 'methods_table', 'overoptimization_table', 'ranking', 'combine_leaderboards', 'write_report',
-           'farm_cli']
+           'RL_METHODS', 'KNOWN_METHODS', 'OPT_IN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW',
+           'SELECTION_JUDGE', 'POCKET_OVERRIDES', 'QUICK_OVERRIDES', 'PRESETS', 'STAGE_SECONDS', 'METHODS_COLUMNS',
+           'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'peak_memory_mb', 'StageRunner', 'farm_stages', 'sample_policy',
+           'feedback_sources', 'checkpoint_stage', 'method_stages', 'evaluation_stages', 'expected_seconds', 'run_farm',
+           'plan_farm', 'method_of', 'methods_table', 'overoptimization_table', 'ranking', 'combine_leaderboards',
+           'write_report', 'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -35,12 +35,15 @@ EXTRA_FEEDBACK = ('greedy',)
 EXTRA_FEEDBACK_METHODS = ('ppo',)
 PAIRWISE_METHODS = dict(dpo=dict(loss_type='sigmoid'), ipo=dict(loss_type='ipo'), simpo=dict(loss_type='simpo'), kto=dict(loss_type='kto'))
 BINARY_METHODS = ('binary_feedme', 'binary_reward_conditioning')
-# RL against a reward model: every saved checkpoint is evaluated; quark_full is Quark with its control tokens kept at sampling
+# RL against a reward model (every saved checkpoint is evaluated); quark_full (Lu et al.'s variant) samples after its best quantile token
 RL_METHODS = ('ppo', 'rloo', 'grpo', 'quark', 'quark_full')
 KNOWN_METHODS = ('best_of_n', 'expert_iteration') + tuple(PAIRWISE_METHODS) + BINARY_METHODS + RL_METHODS
-# the learned methods the farm runs by default (names are those of methods.csv): all of them but KTO (its pairs are
-# unpaired halves of the same data as DPO's; `--methods ...,kto` adds it)
-METHODS = tuple(m for m in KNOWN_METHODS if m != 'kto')
+# the learned methods the farm runs by default (names are those of methods.csv): all of them but two, which `--methods` adds:
+# KTO (unpaired halves of the same pairs as DPO's) and quark_full (Lu et al.'s quantile tokens: at pocket size the untrained
+# tokens move the tiny policy away from SFT10k before any update and 40 steps do not teach them, see nbs/46_quark; AlpacaFarm's
+# Quark is the `quark` variant)
+OPT_IN_METHODS = ('kto', 'quark_full')
+METHODS = tuple(m for m in KNOWN_METHODS if m not in OPT_IN_METHODS)
 # AlpacaFarm's PPO KL coefficients: 0.0067 with simulated feedback, 0.02 with human feedback (greedy labels: as simulated)
 PPO_KL_COEF = dict(simulated=0.0067, human=0.02, greedy=0.0067)
 BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's setting); every n is in overoptimization.csv
@@ -54,7 +57,8 @@ _RL_POCKET = dict(max_steps=8, rollout_batch_size=32, minibatch_size=32, warmup_
 _PAIRS_POCKET = dict(n_pairs=512, epochs=1.0, val_size=64)           # n_pairs: the first pairs of the preference file
 POCKET_OVERRIDES = dict(best_of_n=dict(n=16), **{m: dict(_RL_POCKET) for m in RL_METHODS},
                         **{m: dict(_PAIRS_POCKET) for m in (*PAIRWISE_METHODS, *BINARY_METHODS)})
-_RL_QUICK = dict(max_steps=4, save_every=2)                            # 2 checkpoints: steps 2, 4
+# pocket-quick stays a smoke test of the whole table (a few minutes with every method): 2 RL steps of 8 rollouts, 2 checkpoints
+_RL_QUICK = dict(max_steps=2, save_every=1, rollout_batch_size=8, minibatch_size=8, micro_batch_size=8, warmup_steps=1)
 QUICK_OVERRIDES = {m: dict(_RL_QUICK) for m in RL_METHODS}
 
 PRESETS = {
@@ -75,8 +79,8 @@ PRESETS = {
         expert_iteration='pocket-quick', dpo='pocket-quick', feedme='pocket-quick', reward_conditioning='pocket-quick',
         ppo='pocket-quick', rloo='pocket-quick', grpo='pocket-quick', quark='pocket-quick',
         overrides=QUICK_OVERRIDES,
-        sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
-        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None, n_val=24,
+        sample=dict(temperature=0.7, max_new_tokens=32, batch_size=64),
+        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None, n_val=16,
         feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=METHODS),
 }
 PRESETS['pocket-long'] = dict(PRESETS['pocket'], overrides={}, n_val=400)

@@ -9,7 +9,7 @@ import pytest
 ALPACAFARM = str(Path(sys.executable).parent / "alpacafarm")
 
 
-def run_farm_cli(out, env, preset="pocket-quick", timeout=900, extra=()):
+def run_farm_cli(out, env, preset="pocket-quick", timeout=2400, extra=()):
     return subprocess.run([ALPACAFARM, "farm", "--preset", preset, "--out", str(out), "--no-progress", *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
