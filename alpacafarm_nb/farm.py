@@ -53,7 +53,7 @@ SELECTION_JUDGE = dict(simulated='pool', human='humans', greedy='pool')
 # The `pocket` farm runs every method within its time budget (about 30 minutes on 2 CPU cores): each method's own `pocket`
 # preset is resized here by wall time alone (measured seconds per step; never by results). Per-method seconds at these sizes
 # are in `results.json` (`stages`); `pocket-long` runs every method at its own full pocket preset (hours on a CPU).
-_RL_POCKET = dict(max_steps=8, rollout_batch_size=32, minibatch_size=32, warmup_steps=2, save_every=4)   # 2 checkpoints: steps 4, 8
+_RL_POCKET = dict(max_steps=6, rollout_batch_size=32, minibatch_size=32, warmup_steps=1, save_every=3)   # 2 checkpoints: steps 3, 6
 _PAIRS_POCKET = dict(n_pairs=512, epochs=1.0, val_size=64)           # n_pairs: the first pairs of the preference file
 POCKET_OVERRIDES = dict(best_of_n=dict(n=16), **{m: dict(_RL_POCKET) for m in RL_METHODS},
                         **{m: dict(_PAIRS_POCKET) for m in (*PAIRWISE_METHODS, *BINARY_METHODS)})
