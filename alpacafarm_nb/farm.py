@@ -17,44 +17,73 @@ from . import __version__
 from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file, read_jsonl_prefix
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'METHODS', 'PAIRWISE_METHODS', 'RL_METHODS', 'KNOWN_METHODS', 'PPO_KL_COEF',
-           'BEST_OF_N_ROW', 'PRESETS', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'StageRunner',
-           'farm_stages', 'method_stages', 'evaluation_stages', 'run_farm', 'plan_farm', 'method_of', 'methods_table',
-           'overoptimization_table', 'peak_memory_mb', 'combine_leaderboards', 'write_report', 'farm_cli']
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'EXTRA_FEEDBACK_METHODS', 'PAIRWISE_METHODS', 'BINARY_METHODS',
+           'RL_METHODS', 'KNOWN_METHODS', 'OPT_IN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW',
+           'SELECTION_JUDGE', 'POCKET_OVERRIDES', 'QUICK_OVERRIDES', 'PRESETS', 'STAGE_SECONDS', 'METHODS_COLUMNS',
+           'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'peak_memory_mb', 'StageRunner', 'farm_stages', 'sample_policy',
+           'feedback_sources', 'checkpoint_stage', 'method_stages', 'evaluation_stages', 'expected_seconds', 'run_farm',
+           'plan_farm', 'method_of', 'methods_table', 'overoptimization_table', 'ranking', 'combine_leaderboards',
+           'write_report', 'farm_cli']
 
 # %% ../nbs/60_farm.ipynb #8c14bd6d
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
 POCKET_SYSTEMS = ('pocket_gpt4', 'pocket_chatgpt', 'pocket_verbose', 'pocket_davinci001', 'pocket_llama')
 # the two feedback sources every learned method is trained with: the noisy simulated pool, and the simulated crowd
 FEEDBACK = ('simulated', 'human')
-# the learned methods the farm runs by default (names are those of methods.csv): they fit the pocket farm's time budget
-METHODS = ('best_of_n', 'expert_iteration')
-# every learned method the farm knows; `--methods` picks any of them (the later ones take longer on a CPU)
+# AlpacaFarm's Figure 4 control: labels of one greedy judge without noise, used for a reward model and PPO only
+EXTRA_FEEDBACK = ('greedy',)
+EXTRA_FEEDBACK_METHODS = ('ppo',)
 PAIRWISE_METHODS = dict(dpo=dict(loss_type='sigmoid'), ipo=dict(loss_type='ipo'), simpo=dict(loss_type='simpo'), kto=dict(loss_type='kto'))
-RL_METHODS = ('ppo', 'rloo', 'grpo')
-KNOWN_METHODS = METHODS + tuple(PAIRWISE_METHODS) + ('binary_feedme', 'binary_reward_conditioning') + RL_METHODS
-# AlpacaFarm's PPO KL coefficients: 0.0067 with simulated feedback, 0.02 with human feedback
-PPO_KL_COEF = dict(simulated=0.0067, human=0.02)
+BINARY_METHODS = ('binary_feedme', 'binary_reward_conditioning')
+# RL against a reward model (every saved checkpoint is evaluated); quark_full (Lu et al.'s variant) samples after its best quantile token
+RL_METHODS = ('ppo', 'rloo', 'grpo', 'quark', 'quark_full')
+KNOWN_METHODS = ('best_of_n', 'expert_iteration') + tuple(PAIRWISE_METHODS) + BINARY_METHODS + RL_METHODS
+# the learned methods the farm runs by default (names are those of methods.csv): all of them but two, which `--methods` adds:
+# KTO (unpaired halves of the same pairs as DPO's) and quark_full (Lu et al.'s quantile tokens: at pocket size the untrained
+# tokens move the tiny policy away from SFT10k before any update and 40 steps do not teach them, see nbs/46_quark; AlpacaFarm's
+# Quark is the `quark` variant)
+OPT_IN_METHODS = ('kto', 'quark_full')
+METHODS = tuple(m for m in KNOWN_METHODS if m not in OPT_IN_METHODS)
+# AlpacaFarm's PPO KL coefficients: 0.0067 with simulated feedback, 0.02 with human feedback (greedy labels: as simulated)
+PPO_KL_COEF = dict(simulated=0.0067, human=0.02, greedy=0.0067)
 BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's setting); every n is in overoptimization.csv
+# which judge picks an RL run's checkpoint on the val split: the feedback source's own evaluator (never the test set)
+SELECTION_JUDGE = dict(simulated='pool', human='humans', greedy='pool')
+
+# The `pocket` farm runs every method within its time budget (about 30 minutes on 2 CPU cores): each method's own `pocket`
+# preset is resized here by wall time alone (measured seconds per step; never by results). Per-method seconds at these sizes
+# are in `results.json` (`stages`); `pocket-long` runs every method at its own full pocket preset (hours on a CPU).
+_RL_POCKET = dict(max_steps=6, rollout_batch_size=32, minibatch_size=32, warmup_steps=1, save_every=3)   # 2 checkpoints: steps 3, 6
+_PAIRS_POCKET = dict(n_pairs=512, epochs=1.0, val_size=64)           # n_pairs: the first pairs of the preference file
+POCKET_OVERRIDES = dict(best_of_n=dict(n=16), **{m: dict(_RL_POCKET) for m in RL_METHODS},
+                        **{m: dict(_PAIRS_POCKET) for m in (*PAIRWISE_METHODS, *BINARY_METHODS)})
+# pocket-quick stays a smoke test of the whole table (a few minutes with every method): 2 RL steps of 8 rollouts, 2 checkpoints
+_RL_QUICK = dict(max_steps=2, save_every=1, rollout_batch_size=8, minibatch_size=8, micro_batch_size=8, warmup_steps=1)
+QUICK_OVERRIDES = {m: dict(_RL_QUICK) for m in RL_METHODS}
 
 PRESETS = {
     'pocket': dict(
         world=dict(seed=0, sizes=None),
-        # each method's hyperparameters come from its config class's preset of this name (see the method notebooks)
+        # each method's hyperparameters come from its config class's preset of this name (see the method notebooks),
+        # then `overrides` (method -> fields) resizes it for the farm's time budget
         pretrain='pocket', sft='pocket', preferences='pocket', reward='pocket', best_of_n='pocket', expert_iteration='pocket',
-        dpo='pocket', feedme='pocket', reward_conditioning='pocket', ppo='pocket', rloo='pocket', grpo='pocket',
+        dpo='pocket', feedme='pocket', reward_conditioning='pocket', ppo='pocket', rloo='pocket', grpo='pocket', quark='pocket',
+        overrides=POCKET_OVERRIDES,
         sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
         systems=POCKET_SYSTEMS, pool='pocket', humans='pocket_humans', n_eval=None,
-        feedback=FEEDBACK, methods=METHODS),
+        n_val=100,                # val instructions each RL checkpoint is sampled on (checkpoint selection)
+        feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=METHODS),
     'pocket-quick': dict(
         world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
         pretrain='pocket-quick', sft='pocket-quick', preferences='pocket-quick', reward='pocket-quick', best_of_n='pocket-quick',
         expert_iteration='pocket-quick', dpo='pocket-quick', feedme='pocket-quick', reward_conditioning='pocket-quick',
-        ppo='pocket-quick', rloo='pocket-quick', grpo='pocket-quick',
-        sample=dict(temperature=0.7, max_new_tokens=48, batch_size=64),
-        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None,
-        feedback=FEEDBACK, methods=METHODS),
+        ppo='pocket-quick', rloo='pocket-quick', grpo='pocket-quick', quark='pocket-quick',
+        overrides=QUICK_OVERRIDES,
+        sample=dict(temperature=0.7, max_new_tokens=32, batch_size=64),
+        systems=('pocket_gpt4', 'pocket_llama'), pool='pocket', humans='pocket_humans', n_eval=None, n_val=16,
+        feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=METHODS),
 }
+PRESETS['pocket-long'] = dict(PRESETS['pocket'], overrides={}, n_val=400)
 
 def get_preset(name:str, **overrides) -> dict:
     "A copy of preset `name`, with top-level `overrides` applied."
@@ -73,6 +102,13 @@ class Stage:
     describe: str = ''                # one line for the log
 
 def _json_safe(x): return json.loads(json.dumps(x, default=str))
+
+def _duration(seconds:float) -> str: return f"~{seconds:.0f} s" if seconds < 90 else f"~{seconds / 60:.0f} min"
+
+def peak_memory_mb() -> float:
+    "Peak resident memory of this process and its finished children, in MB (Linux reports KB)."
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(r) / 1024
 
 def _log(msg:str): print(f"[farm {datetime.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
@@ -96,9 +132,10 @@ def _read_state(path:Path) -> tuple[dict|None, str|None]:
 
 class StageRunner:
     "Runs a table of `Stage`s in a run folder, skipping those whose identity is unchanged and finished."
-    def __init__(self, out:str|Path, force:bool=False, log:Callable|None=None):
+    def __init__(self, out:str|Path, force:bool=False, log:Callable|None=None, expected:Callable|None=None):
         self.out, self.force, self.log = Path(out), force, log or _log
-        self.identities, self.summaries, self.seconds, self.actions = {}, {}, {}, {}
+        self.expected = expected or (lambda name: 10.0)   # first guess of a stage's seconds (for the ETA) when no run of it is on disk
+        self.identities, self.summaries, self.seconds, self.actions, self.memory = {}, {}, {}, {}, {}
         self.state_dir = self.out/'stages'
 
     def identity(self, st:Stage) -> str:
@@ -112,10 +149,27 @@ class StageRunner:
         return '; '.join(reasons) or 'identity changed'
 
     def _clear(self, st:Stage):
-        for rel in st.outputs:
-            p = self.out/rel
-            if p.is_dir(): shutil.rmtree(p)
-            elif p.exists(): p.unlink()
+        for rel in st.outputs:                  # a path, or a glob pattern (`outputs/ppo_human_step*.json`)
+            for p in (self.out.glob(rel) if '*' in rel else [self.out/rel]):
+                if p.is_dir(): shutil.rmtree(p)
+                elif p.exists(): p.unlink()
+
+    def _estimates(self, stages:Sequence[Stage]) -> dict:
+        """Expected seconds of each stage for the ETA: 0 when it will be skipped, else its last run's seconds when a state file
+        has them (another seed or preset takes about as long), else `expected(name)` (flagged as a guess)."""
+        plan, est = self.plan(stages), {}
+        for st in stages:
+            if plan[st.name] == 'skip': est[st.name] = (0.0, False); continue
+            old, _ = _read_state(self.state_dir/f'{st.name}.json')
+            est[st.name] = (float(old['seconds']), False) if old and 'seconds' in old else (float(self.expected(st.name)), True)
+        return est
+
+    def _eta(self, est:Mapping, remaining:Sequence[str]) -> float:
+        """Seconds left for the `remaining` stages; guesses are rescaled by how the guessed stages ran so far compared to their
+        guesses, shrunk towards 1 by a minute's worth of prior (so one short stage that ran long does not multiply the ETA)."""
+        done = [n for n in self.seconds if self.actions.get(n, '').startswith('ran') and est.get(n, (0, False))[1]]
+        scale = (sum(self.seconds[n] for n in done) + 60.0) / (sum(est[n][0] for n in done) + 60.0)
+        return sum(s * (scale if guess else 1.0) for s, guess in (est[n] for n in remaining))
 
     def plan(self, stages:Sequence[Stage]) -> dict:
         "What `run` would do, without doing it: {name: 'skip' | 'run (why)' | 'redo (why)'} (upstream redos propagate)."
@@ -134,13 +188,14 @@ class StageRunner:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         names = [s.name for s in stages]
         if len(set(names)) != len(names): raise ValueError(f"duplicate stage names in {names}")
+        est = self._estimates(stages)
         for k, st in enumerate(stages, 1):
             ident = self.identity(st)
             self.identities[st.name] = ident
             done, warn = _read_state(self.state_dir/f'{st.name}.json')
             if warn: self.log(f"warning: {warn}")
             started, _ = _read_state(self.state_dir/f'{st.name}.started.json')
-            tag = f"[{k}/{len(stages)}] {st.name}"
+            tag = f"{k}/{len(stages)} {st.name}"
             if not self.force and done is not None and done['identity'] == ident:
                 self.summaries[st.name], self.seconds[st.name], self.actions[st.name] = done.get('summary', {}), done.get('seconds', 0.0), 'skipped'
                 self.log(f"{tag}: done before, skipped")
@@ -154,10 +209,13 @@ class StageRunner:
             (self.state_dir/f'{st.name}.json').unlink(missing_ok=True)
             record = dict(identity=ident, config=_json_safe(st.config), inputs={i: self.identities[i] for i in st.inputs})
             atomic_write_text(self.state_dir/f'{st.name}.started.json', json.dumps(record, indent=1))
-            self.log(f"{tag}: {'redo' if why not in ('new', 'resuming an unfinished run') else 'run'} ({why})" + (f": {st.describe}" if st.describe else ''))
-            t0 = time.time()
+            self.log(f"{tag}: {'redo' if why not in ('new', 'resuming an unfinished run') else 'run'} ({why})" + (f": {st.describe}" if st.describe else '')
+                     + f" ... ETA {_duration(self._eta(est, names[k - 1:]))}")
+            t0, peak0 = time.time(), peak_memory_mb()
             summary = _json_safe(st.fn(self) or {})
             self.seconds[st.name] = round(time.time() - t0, 2)
+            peak = peak_memory_mb()   # the process's peak so far (monotone), and how much this stage raised it
+            self.memory[st.name] = dict(peak_memory_mb=round(peak, 1), peak_memory_increase_mb=round(peak - peak0, 1))
             self.summaries[st.name], self.actions[st.name] = summary, f"ran ({why})"
             atomic_write_text(self.state_dir/f'{st.name}.json', json.dumps(dict(record, summary=summary, seconds=self.seconds[st.name],
                               finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), indent=1, default=str))
@@ -227,10 +285,96 @@ def _policy_outputs_stage(name:str, model_stage:str, cfg:Mapping, seed:int, prog
     return Stage(f'outputs_{name}', sample, ('world', model_stage), dict(sample=cfg['sample'], seed=seed), (f'outputs/{name}.json',),
                  f'sampling {name} on the evaluation set')
 
+def sample_policy(folder:str|Path, instructions:Sequence[dict], generator:str, seed:int, progress:bool=False, **sample) -> list[dict]:
+    "Outputs of the policy in `folder`: after its positive control token when it has one (`control_tokens.json`), else plainly."
+    if (Path(folder)/'control_tokens.json').is_file():
+        from alpacafarm_nb.methods.binary import generate_conditioned
+        return generate_conditioned(str(folder), instructions, generator=generator, seed=seed, progress=progress, **sample)
+    from alpacafarm_nb.sampling import generate_outputs
+    return generate_outputs(str(folder), instructions, generator=generator, seed=seed, progress=progress, **sample)
+
+def feedback_sources(cfg:Mapping, method:str|None=None) -> tuple[str, ...]:
+    """The feedback sources of the run (`method` None: every source that trains a reward model) or of one method: `feedback`,
+    plus `extra_feedback` (greedy labels) for the methods of `EXTRA_FEEDBACK_METHODS` when the run has one of them."""
+    main, extra = tuple(cfg.get('feedback') or ()), tuple(cfg.get('extra_feedback') or ())
+    methods = tuple(cfg.get('methods') or ())
+    if method is None: return main + tuple(f for f in extra if f not in main and any(m in methods for m in EXTRA_FEEDBACK_METHODS))
+    return main + tuple(f for f in extra if f not in main and method in EXTRA_FEEDBACK_METHODS)
+
+def _overrides(cfg:Mapping, key:str) -> dict: return dict((cfg.get('overrides') or {}).get(key) or {})
+
+def _rl_method(m:str) -> tuple[Callable, type, dict]:
+    "(training function, config class, fixed config fields) of an RL method."
+    import importlib
+    if m in ('quark', 'quark_full'):
+        from alpacafarm_nb.methods.quark import quark, QuarkConfig
+        return quark, QuarkConfig, dict(variant='full' if m == 'quark_full' else 'alpacafarm')
+    mod = importlib.import_module(f'alpacafarm_nb.methods.{m}')
+    return getattr(mod, m), getattr(mod, f'{m.upper()}Config'), {}
+
+def _checkpoint_steps(model_dir:Path) -> list[tuple[int, Path]]:
+    "(step, folder) of every saved checkpoint of an RL run, by step."
+    out = []
+    for d in (Path(model_dir)/'checkpoints').glob('step_*'):
+        if (d/'policy').is_dir() and (d/'trainer_state.json').is_file(): out.append((int(d.name.split('_')[1]), d))
+    return sorted(out)
+
+def _val_reference(world, cfg) -> list[dict]:
+    "The first `n_val` instructions of the val split with their reference outputs (the same reference system as the evaluation set)."
+    from alpacafarm_nb.world import REFERENCE_SYSTEM
+    rows = world.splits['val'][:cfg['n_val']] if cfg.get('n_val') else world.splits['val']
+    return [dict(instruction=r['instruction'], input=r['input'], output=r['output'], generator=REFERENCE_SYSTEM) for r in rows]
+
+def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set:Callable, judges:Mapping[str, str]) -> Stage:
+    """Every checkpoint of the RL run `name` (trained with feedback `fb`): sampled on the evaluation set (judged by every judge:
+    the over-optimisation curve) and on `n_val` val instructions (judged by the feedback source's own evaluator,
+    `SELECTION_JUDGE`). The checkpoint with the best val win rate is the method's row: its evaluation outputs become
+    `outputs/NAME.json`. The test set never picks a checkpoint."""
+    from alpacafarm_nb.annotators import annotate_vs_reference
+    from alpacafarm_nb.evaluate import leaderboard
+    sel_judge = SELECTION_JUDGE.get(fb, 'pool')
+    def run_checkpoints(run):
+        ref = read_records(run.out/'outputs'/'reference.json', 'output')
+        val_ref = _val_reference(world(), cfg)
+        write_records(val_ref, run.out/'val'/'reference.json')
+        def outputs(policy, instructions, path, gen):
+            if path.is_file(): return read_records(path, 'output')       # a resumed stage keeps what it sampled
+            rows = sample_policy(policy, [dict(instruction=r['instruction'], input=r['input']) for r in instructions], gen, seed, progress, **cfg['sample'])
+            write_records(rows, path)
+            return rows
+        def judged(rows, reference, judge, path):
+            df = annotate_vs_reference(rows, reference, annotator=judges[judge], seed=seed, p_label_flip=0.0,
+                                       cache_path=run.out/'annotations.sqlite', progress=progress)
+            write_records(df, path)
+            return df
+        points, val_wr = [], {}
+        for step, d in _checkpoint_steps(run.out/'models'/name):
+            gen = f'{name}_step{step}'
+            rows = outputs(d/'policy', eval_set(), run.out/'outputs'/f'{gen}.json', gen)
+            for j in judges: judged(rows, ref, j, run.out/'annotations'/j/f'{gen}.json')
+            val_rows = outputs(d/'policy', val_ref, run.out/'val'/'outputs'/f'{gen}.json', gen)
+            df = judged(val_rows, val_ref, sel_judge, run.out/'val'/'annotations'/sel_judge/f'{gen}.json')
+            val_wr[step] = float(leaderboard(df).loc[gen, 'win_rate'])
+            # reward and KL as the trainer logged them at that step (measured on the rollouts of its last update)
+            metrics = json.loads((d/'trainer_state.json').read_text()).get('metrics') or {}
+            points.append(dict(step=step, output=gen, kl=metrics.get('kl'), proxy_reward=metrics.get('reward')))
+        if not points: raise RuntimeError(f"{name} saved no checkpoint in {run.out/'models'/name/'checkpoints'}")
+        best = max(points, key=lambda p: (val_wr[p['step']], -p['step']))   # ties: the earlier (closer to SFT10k) checkpoint
+        write_records([dict(r, generator=name) for r in read_records(run.out/'outputs'/f"{best['output']}.json", 'output')],
+                      run.out/'outputs'/f'{name}.json')
+        return dict(checkpoints=points, selected=dict(step=best['step'], judge=sel_judge, val_win_rate=val_wr[best['step']],
+                                                      n_val=len(val_ref), val_win_rates={str(k): v for k, v in val_wr.items()}))
+    return Stage(f'checkpoints_{name}', run_checkpoints, ('world', name), dict(sample=cfg['sample'], seed=seed, n_val=cfg.get('n_val'),
+                 judges=dict(judges), selection_judge=sel_judge),
+                 (f'outputs/{name}.json', f'outputs/{name}_step*.json', *(f'annotations/{j}/{name}_step*.json' for j in judges),
+                  f'val/outputs/{name}_step*.json', f'val/annotations/{sel_judge}/{name}_step*.json'),
+                 f'every {name} checkpoint on the evaluation set and {cfg.get("n_val") or "all"} val instructions; the best on val by {sel_judge} is kept')
+
 def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set:Callable) -> tuple[list[Stage], dict]:
     """The learned methods' stages, for each feedback source: preference data, reward model, best-of-n (every n up to the
-    preset's maximum, from one set of samples), expert iteration. Sampling that does not depend on the feedback source is a
-    stage of its own, shared by both sources. Returns (stages, {output name: stage that writes it})."""
+    preset's maximum, from one set of samples), expert iteration, the pairwise methods, RL (every checkpoint evaluated).
+    Sampling that does not depend on the feedback source is a stage of its own, shared by both sources.
+    Returns (stages, {output name: stage that writes it})."""
     from alpacafarm_nb.preferences import PreferenceConfig, sample_pairs, make_preferences, read_preferences
     from alpacafarm_nb.methods.reward_model import RewardModelConfig, train_reward_model, load_reward_model
     from alpacafarm_nb.methods.best_of_n import BestOfNConfig, sample_candidates, score_candidates, select_best, best_of_n_curve
@@ -239,10 +383,11 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
     if not methods or not feedback: return [], {}
     unknown = [m for m in methods if m not in KNOWN_METHODS]
     if unknown: raise ValueError(f"unknown method(s) {', '.join(unknown)}; the farm knows {', '.join(KNOWN_METHODS)}")
-    pref_cfg = PreferenceConfig.resolve(cfg['preferences'])
-    rm_cfg = RewardModelConfig.resolve(cfg['reward'], dict(seed=seed, progress=progress))
-    bon_cfg = BestOfNConfig.resolve(cfg['best_of_n'])
-    ei_cfg = ExpertIterationConfig.resolve(cfg['expert_iteration'], dict(seed=seed, progress=progress))
+    judges = {'pool': cfg['pool'], 'humans': cfg['humans']}
+    pref_cfg = PreferenceConfig.resolve(cfg['preferences'], _overrides(cfg, 'preferences'))
+    rm_cfg = RewardModelConfig.resolve(cfg['reward'], dict(_overrides(cfg, 'reward'), seed=seed, progress=progress))
+    bon_cfg = BestOfNConfig.resolve(cfg['best_of_n'], _overrides(cfg, 'best_of_n'))
+    ei_cfg = ExpertIterationConfig.resolve(cfg['expert_iteration'], dict(_overrides(cfg, 'expert_iteration'), seed=seed, progress=progress))
     def ident(c): return {k: v for k, v in c.to_dict().items() if k != 'progress'}
     def sft10k(run): return str(run.out/'models'/'sft10k')
     def pref_instructions(): return list(world().splits['preference'])[:pref_cfg.n_pairs] if pref_cfg.n_pairs else list(world().splits['preference'])
@@ -253,7 +398,7 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
         return dict(pairs=len(rows))
     stages.append(Stage('preference_samples', preference_samples, ('world', 'sft10k'), dict(preferences=ident(pref_cfg), seed=seed),
                         ('samples/preference_pairs.jsonl',), 'two SFT10k samples per instruction of the preference split'))
-    for fb in feedback:
+    for fb in feedback_sources(cfg):
         def preferences(run, fb=fb):
             from alpacafarm_nb.preferences import label_counts
             samples = read_jsonl_prefix(run.out/'samples'/'preference_pairs.jsonl')
@@ -276,7 +421,7 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
             return dict(candidates=len(rows), n=bon_cfg.n)
         stages.append(Stage('best_of_n_samples', bon_samples, ('world', 'sft10k'), dict(best_of_n=ident(bon_cfg), seed=seed),
                             ('samples/best_of_n_eval.jsonl',), f'{bon_cfg.n} SFT10k samples per evaluation instruction'))
-        for fb in feedback:
+        for fb in feedback_sources(cfg, 'best_of_n'):
             name = f'best_of_n_{fb}'
             outs = [f'{name}_n{n}' for n in ns]
             def bon(run, fb=fb, name=name):
@@ -302,7 +447,7 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
             return dict(candidates=len(rows), n=ei_cfg.n)
         stages.append(Stage('expert_iteration_samples', ei_samples, ('world', 'sft10k'), dict(expert_iteration=ident(ei_cfg)),
                             ('samples/expert_iteration_unlabeled.jsonl',), f'{ei_cfg.n} SFT10k samples per unlabeled prompt'))
-        for fb in feedback:
+        for fb in feedback_sources(cfg, 'expert_iteration'):
             name = f'expert_iteration_{fb}'
             def ei(run, fb=fb, name=name):
                 return expert_iteration(sft10k(run), run.out/'models'/f'reward_{fb}', ei_instructions(), run.out/'models'/name, config=ei_cfg,
@@ -313,24 +458,29 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
             sets[name] = f'outputs_{name}'
 
     for m in methods:                               # methods trained on the preference pairs with the shared trainer
-        if m not in PAIRWISE_METHODS and m not in ('binary_feedme', 'binary_reward_conditioning'): continue
-        for fb in feedback:
+        if m not in PAIRWISE_METHODS and m not in BINARY_METHODS: continue
+        key = 'feedme' if m == 'binary_feedme' else 'reward_conditioning' if m == 'binary_reward_conditioning' else 'dpo'
+        over = _overrides(cfg, m) or _overrides(cfg, key)
+        for fb in feedback_sources(cfg, m):
             name = f'{m}_{fb}'
-            def train_pairwise(run, m=m, fb=fb, name=name):
-                pairs, out_dir = run.out/'preferences'/f'{fb}.json', run.out/'models'/name
+            def train_pairwise(run, m=m, fb=fb, name=name, key=key, over=over):
+                over, n_pairs = dict(over), over.get('n_pairs')
+                over.pop('n_pairs', None)
+                pairs, out_dir = read_records(run.out/'preferences'/f'{fb}.json', 'pair'), run.out/'models'/name
+                if n_pairs: pairs = pairs[:n_pairs]
                 if m in PAIRWISE_METHODS:
                     from alpacafarm_nb.methods.dpo import dpo, DPOConfig
-                    c = DPOConfig.resolve(cfg.get('dpo', 'pocket'), dict(PAIRWISE_METHODS[m], seed=seed, progress=progress))
+                    c = DPOConfig.resolve(cfg.get(key, 'pocket'), dict(over, **PAIRWISE_METHODS[m], seed=seed, progress=progress))
                     return _train_summary(dpo(sft10k(run), pairs, out_dir, config=c, resume=True))
                 from alpacafarm_nb.methods.binary import feedme, reward_conditioning, FeedMEConfig, RewardConditioningConfig
                 if m == 'binary_feedme':
-                    c = FeedMEConfig.resolve(cfg.get('feedme', 'pocket'), dict(seed=seed, progress=progress))
+                    c = FeedMEConfig.resolve(cfg.get(key, 'pocket'), dict(over, seed=seed, progress=progress))
                     return _train_summary(feedme(sft10k(run), pairs, out_dir, config=c, resume=True))
-                c = RewardConditioningConfig.resolve(cfg.get('reward_conditioning', 'pocket'), dict(seed=seed, progress=progress))
+                c = RewardConditioningConfig.resolve(cfg.get(key, 'pocket'), dict(over, seed=seed, progress=progress))
                 return _train_summary(reward_conditioning(sft10k(run), pairs, out_dir, config=c, resume=True))
             stages.append(Stage(name, train_pairwise, (f'preferences_{fb}', 'sft10k'),
-                                dict(method=m, preset=cfg.get('feedme' if m == 'binary_feedme' else 'reward_conditioning' if m.startswith('binary') else 'dpo', 'pocket'),
-                                     seed=seed, **PAIRWISE_METHODS.get(m, {})), (f'models/{name}',), f'{m} on the {fb} preferences'))
+                                dict(method=m, preset=cfg.get(key, 'pocket'), seed=seed, **PAIRWISE_METHODS.get(m, {}), **({'overrides': over} if over else {})),
+                                (f'models/{name}',), f'{m} on the {fb} preferences'))
             if m == 'binary_reward_conditioning':
                 def sample_rc(run, name=name):
                     from alpacafarm_nb.methods.binary import generate_conditioned
@@ -344,20 +494,20 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
 
     for m in methods:                               # RL against each feedback source's reward model
         if m not in RL_METHODS: continue
-        for fb in feedback:
+        key = 'quark' if m.startswith('quark') else m
+        for fb in feedback_sources(cfg, m):
             name = f'{m}_{fb}'
-            over = dict(kl_coef=PPO_KL_COEF[fb]) if m == 'ppo' and fb in PPO_KL_COEF else {}
-            def train_rl(run, m=m, fb=fb, name=name, over=over):
-                import importlib
-                mod = importlib.import_module(f'alpacafarm_nb.methods.{m}')
-                c = getattr(mod, f'{m.upper()}Config').resolve(cfg.get(m, 'pocket'), dict(over, seed=seed))
-                s = getattr(mod, m)(sft10k(run), run.out/'models'/f'reward_{fb}', list(world().splits['unlabeled']), run.out/'models'/name,
-                                    config=c, resume=True)
+            over = (dict(kl_coef=PPO_KL_COEF[fb]) if m == 'ppo' and fb in PPO_KL_COEF else {}) | _overrides(cfg, m)
+            def train_rl(run, m=m, fb=fb, name=name, over=over, key=key):
+                fn, config_cls, fixed = _rl_method(m)
+                c = config_cls.resolve(cfg.get(key, 'pocket'), dict(over, **fixed, seed=seed, progress=progress))
+                s = fn(sft10k(run), run.out/'models'/f'reward_{fb}', list(world().splits['unlabeled']), run.out/'models'/name,
+                       config=c, resume=True)
                 return _train_summary(s) | dict(last=s.get('last'))
-            stages.append(Stage(name, train_rl, (f'reward_{fb}', 'sft10k', 'world'), dict(method=m, preset=cfg.get(m, 'pocket'), seed=seed, **over),
+            stages.append(Stage(name, train_rl, (f'reward_{fb}', 'sft10k', 'world'), dict(method=m, preset=cfg.get(key, 'pocket'), seed=seed, **over),
                                 (f'models/{name}',), f'{m} against the {fb} reward model'))
-            stages.append(_policy_outputs_stage(name, name, cfg, seed, progress, eval_set))
-            sets[name] = f'outputs_{name}'
+            stages.append(checkpoint_stage(name, fb, cfg, seed, progress, world, eval_set, judges))
+            sets[name] = f'checkpoints_{name}'
     return stages, sets
 
 def _eval_set(w, cfg): return w.splits['eval'][:cfg['n_eval']] if cfg['n_eval'] else w.splits['eval']
@@ -380,6 +530,22 @@ def evaluation_stages(output_sets:Mapping[str, str], judges:Mapping[str, str], s
                          tuple(f'annotations/{j}/{name}.json' for j in judges), f'judging {name} with {", ".join(judges)}'))
     return out
 
+# rough seconds of each kind of stage at pocket size on 2 idle CPU cores: the ETA's first guess when no earlier run of a stage
+# is on disk (the ETA rescales the guesses by how the stages run so far compare to theirs)
+STAGE_SECONDS = dict(world=20, base=140, sft10k=215, preference_samples=60, preferences=1, reward=75, best_of_n_samples=55,
+                     best_of_n=35, expert_iteration_samples=70, expert_iteration=50, outputs=10, evaluate=1, checkpoints=25,
+                     **{m: 50 for m in (*PAIRWISE_METHODS, *BINARY_METHODS)}, **{m: 30 for m in RL_METHODS})
+
+def expected_seconds(name:str, scale:float=1.0) -> float:
+    "First guess of a stage's seconds from its kind (the longest `STAGE_SECONDS` key that is its name or a prefix of it)."
+    kind = name if name in STAGE_SECONDS else max((k for k in STAGE_SECONDS if name.startswith(k + '_')), key=len, default=None)
+    return STAGE_SECONDS.get(kind, 10) * scale
+
+def _size_scale(cfg:Mapping) -> float:
+    "How much smaller than the full pocket world the preset's world is (by its SFT split), for the ETA's guesses."
+    from alpacafarm_nb.world import DEFAULT_SIZES
+    return ((cfg['world'].get('sizes') or {}).get('sft') or DEFAULT_SIZES['sft']) / DEFAULT_SIZES['sft']
+
 def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, progress:bool=True, **overrides) -> dict:
     "Run the farm into folder `out`; returns the results dict also written to `out/results.json`."
     from alpacafarm_nb.evaluate import leaderboard
@@ -395,8 +561,12 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     t_start = time.time()
     judges = {'pool': cfg['pool'], 'humans': cfg['humans']}
     stages, output_names = _all_stages(cfg, seed, progress)
-    runner = StageRunner(out, force=force)
+    scale = _size_scale(cfg)
+    runner = StageRunner(out, force=force, expected=lambda name: expected_seconds(name, scale))
     runner.run(stages)
+    # the RL checkpoints' evaluation outputs (their number is known once the runs are done) join the leaderboard
+    checkpoint_names = [p['output'] for n, s in runner.summaries.items() if n.startswith('checkpoints_') for p in s.get('checkpoints', [])]
+    output_names = list(output_names) + checkpoint_names
 
     boards = {}
     for judge in judges:
@@ -408,24 +578,31 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     methods.to_csv(out/'methods.csv', index=False)
     overopt = overoptimization_table(board, runner.summaries, cfg)
     overopt.to_csv(out/'overoptimization.csv', index=False)
+    rank = ranking(methods, seed=seed)
+    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
     outputs = {n: read_records(out/'outputs'/f'{n}.json', 'output') for n in output_names}
     reference = read_records(out/'outputs'/'reference.json', 'output')
     timings = _stage_timings(runner)
     timings['total'] = time.time() - t_start
+    fbs = feedback_sources(cfg)
     results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seed,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                    config=cfg, judges=judges,
                    models={m: dict(path=f'models/{m}', **runner.summaries.get(m, {})) for m in
-                           ('base', 'sft10k', *(f'{k}_{fb}' for k in ('reward', 'expert_iteration') for fb in cfg.get('feedback') or ())) if m in runner.summaries},
-                   reward_models={fb: runner.summaries[f'reward_{fb}'] for fb in cfg.get('feedback') or () if f'reward_{fb}' in runner.summaries},
+                           ('base', 'sft10k', *(f'{k}_{fb}' for k in ('reward', 'expert_iteration') for fb in fbs)) if m in runner.summaries},
+                   reward_models={fb: runner.summaries[f'reward_{fb}'] for fb in fbs if f'reward_{fb}' in runner.summaries},
                    methods=methods.to_dict('records'), overoptimization=overopt.to_dict('records'),
+                   selected_checkpoints={n[len('checkpoints_'):]: s['selected'] for n, s in runner.summaries.items()
+                                         if n.startswith('checkpoints_') and 'selected' in s},
+                   ranking=rank,
                    leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
-                   stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16]) for n in runner.seconds},
+                   stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16], **runner.memory.get(n, {}))
+                           for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()},
                    peak_memory_mb=round(peak_memory_mb(), 1),
                    files=dict(leaderboard='leaderboard.csv', methods='methods.csv', overoptimization='overoptimization.csv',
-                              report='report.html', reference='outputs/reference.json',
-                              preferences={fb: f'preferences/{fb}.json' for fb in cfg.get('feedback') or () if (out/'preferences'/f'{fb}.json').is_file()},
+                              ranking='ranking.json', report='report.html', reference='outputs/reference.json',
+                              preferences={fb: f'preferences/{fb}.json' for fb in fbs if (out/'preferences'/f'{fb}.json').is_file()},
                               outputs={n: f'outputs/{n}.json' for n in outputs},
                               annotations={j: {n: f'annotations/{j}/{n}.json' for n in outputs} for j in boards}))
     atomic_write_text(out/'results.json', json.dumps(results, indent=2, default=str))
@@ -447,10 +624,10 @@ OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'w
 
 def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
     "(method, feedback) of an output set: `best_of_n_simulated` -> ('best_of_n', 'simulated'); `sft10k` -> ('sft10k', 'none'); None for curve points."
-    for fb in cfg.get('feedback') or ():
+    for fb in feedback_sources(cfg):
         for m in cfg.get('methods') or ():
             if output_name == f'{m}_{fb}': return m, fb
-            if output_name.startswith(f'{m}_{fb}_'): return None          # a point of a curve (best_of_n_simulated_n4)
+            if output_name.startswith(f'{m}_{fb}_'): return None          # a point of a curve (best_of_n_simulated_n4, ppo_human_step10)
     return output_name, 'none'
 
 def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
@@ -463,15 +640,38 @@ def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=METHODS_COLUMNS)
 
 def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -> pd.DataFrame:
-    "`overoptimization.csv`: one row per point (best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs' proxy reward)."
+    """`overoptimization.csv`: one row per point. Best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs'
+    proxy reward. RL: x_name `step`, one row per checkpoint, kl (mean summed KL to SFT10k) and proxy reward as logged by the trainer."""
     rows = []
-    for fb in cfg.get('feedback') or ():
+    def add(method, fb, x_name, x, kl, proxy, name):
+        if name not in board.index: return
+        rows.append(dict(method=method, feedback=fb, x_name=x_name, x=x, kl=kl, proxy_reward=proxy,
+                         win_rate_pool=board.loc[name, 'win_rate_pool'], win_rate_humans=board.loc[name, 'win_rate_humans']))
+    for fb in feedback_sources(cfg):
         for p in (summaries.get(f'best_of_n_{fb}') or {}).get('curve', []):
-            name = f"best_of_n_{fb}_n{p['n']}"
-            if name not in board.index: continue
-            rows.append(dict(method='best_of_n', feedback=fb, x_name='n', x=p['n'], kl=p['kl_bound'], proxy_reward=p['proxy_reward'],
-                             win_rate_pool=board.loc[name, 'win_rate_pool'], win_rate_humans=board.loc[name, 'win_rate_humans']))
+            add('best_of_n', fb, 'n', p['n'], p['kl_bound'], p['proxy_reward'], f"best_of_n_{fb}_n{p['n']}")
+    for m in cfg.get('methods') or ():
+        for fb in feedback_sources(cfg, m):
+            for p in (summaries.get(f'checkpoints_{m}_{fb}') or {}).get('checkpoints', []):
+                add(m, fb, 'step', p['step'], p['kl'], p['proxy_reward'], p['output'])
     return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
+
+def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
+    """`ranking.json`: does simulation rank the learned methods as humans do? Per learned method its win rate trained and
+    judged in simulation and trained and judged by the simulated humans (`analysis.simulated_vs_human`), and the Spearman,
+    Kendall and Pearson correlations with bootstrap intervals over methods (`analysis.ranking_correlation`); a `note` instead
+    of correlations when fewer than 3 methods (or constant scores) leave nothing to correlate."""
+    try: from alpacafarm_nb.analysis import simulated_vs_human, ranking_correlation
+    except ImportError as e: return dict(methods=[], n=0, n_boot=n_boot, note=f"no correlation: alpacafarm_nb.analysis is not available ({e})")
+    pairs = simulated_vs_human(methods)
+    rows = [dict(method=str(r['method']), simulated=float(r['simulated']), human=float(r['human'])) for r in pairs.to_dict('records')]
+    res = dict(methods=rows, n=len(rows), n_boot=n_boot)
+    if len(rows) < 3:
+        return res | dict(note=f"no correlation: {len(rows)} learned method(s) have both a simulated and a human row; a ranking needs at least 3")
+    try: corr = ranking_correlation([r['simulated'] for r in rows], [r['human'] for r in rows], n_boot=n_boot, seed=seed)
+    except ValueError as e: return res | dict(note=f"no correlation: {e}")
+    return res | corr | dict(note=f"simulated: trained on simulated feedback and judged by the pool; human: trained on human feedback "
+                                  f"and judged by the crowd; {corr.get('n_boot', n_boot)} bootstrap resamples over methods")
 
 def _stage_timings(runner:StageRunner) -> dict:
     "Seconds per group of stages (world, pretrain, sft, sample, evaluate, ...) as the report shows them."
@@ -481,11 +681,6 @@ def _stage_timings(runner:StageRunner) -> dict:
         g = {'outputs': 'sample'}.get(g, g)
         groups[g] = groups.get(g, 0.0) + sec
     return groups
-
-def peak_memory_mb() -> float:
-    "Peak resident memory of this process and its finished children, in MB (Linux reports KB)."
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(r) / 1024
 
 # %% ../nbs/60_farm.ipynb #b7199597
 def combine_leaderboards(boards:Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -571,12 +766,39 @@ def _best_of_n_figure(overopt:pd.DataFrame):
                       yaxis_title='win rate against the reference (%)', height=450)
     return fig
 
+def _overoptimization_figures(overopt:pd.DataFrame) -> list:
+    """Win rate against sqrt(KL) for best-of-n and every RL run's checkpoints, and against the proxy reward
+    (`analysis.overoptimization_figure`; the farm's own best-of-n figure when that module is absent)."""
+    if overopt is None or not len(overopt): return []
+    try: from alpacafarm_nb.analysis import overoptimization_figure
+    except ImportError: return [_best_of_n_figure(overopt[overopt['method'] == 'best_of_n'])]
+    figs = [overoptimization_figure(overopt, x='sqrt_kl'), overoptimization_figure(overopt, x='proxy_reward')]
+    figs[0].update_layout(title='Over-optimisation: win rate against sqrt(KL to SFT10k) (best-of-n: the KL bound; RL: each checkpoint)')
+    figs[1].update_layout(title='Over-optimisation: win rate against the proxy reward (the reward model trained on that feedback)')
+    return figs
+
+def _selected_checkpoints_table(results:Mapping) -> str:
+    "Which checkpoint of each RL run is its method row, chosen by the feedback source's evaluator on the val split."
+    sel = results.get('selected_checkpoints') or {}
+    if not sel: return ''
+    rows = ''.join(f"<tr><td>{html.escape(n)}</td><td>{s['step']}</td><td>{html.escape(s['judge'])}</td><td>{s['val_win_rate']:.2f}</td><td>{s['n_val']}</td>"
+                   f"<td>{html.escape(', '.join(f'{k}: {v:.1f}' for k, v in s['val_win_rates'].items()))}</td></tr>" for n, s in sel.items())
+    return ("<h3>RL checkpoints kept (best val win rate by the feedback source's own judge; the test set picks nothing)</h3>"
+            f"<table><tr><th>run</th><th>step</th><th>judge</th><th>val win rate</th><th>val instructions</th><th>val win rate per step</th></tr>{rows}</table>")
+
+def _ranking_html(rank:Mapping|None) -> str:
+    "ranking.json in words: the correlations with their bootstrap intervals, or why there are none."
+    if not rank: return ''
+    corr = [f"{k} {rank[k]['value']:.2f} [{rank[k]['ci_low']:.2f}, {rank[k]['ci_high']:.2f}]" for k in ('spearman', 'kendall', 'pearson') if isinstance(rank.get(k), Mapping)]
+    return (f"<h3>Does simulation rank the methods as humans do? (ranking.json)</h3><p>{html.escape('; '.join(corr) or '')} "
+            f"over {rank.get('n', 0)} learned methods. {html.escape(rank.get('note', ''))}</p>")
+
 def write_report(out:str|Path, results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, reference:list) -> Path:
     "Write the self-contained `out/report.html` (plotly.js inline)."
     out = Path(out)
     methods = pd.DataFrame(results.get('methods') or [])
     overopt = pd.DataFrame(results.get('overoptimization') or [])
-    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), _best_of_n_figure(overopt), _training_figure(out)) if f is not None]
+    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), *_overoptimization_figures(overopt), _training_figure(out)) if f is not None]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]  # plotly.js once, inline
     tables = ''.join(f'<h3>Judge: {html.escape(j)} ({html.escape(str(results["judges"][j]))})</h3>' + b.round(2).to_html()
                      for j, b in boards.items())
@@ -589,7 +811,7 @@ td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} pre{{white-space:p
 {html.escape(results['created_at'])}. Wall time {t.get('total', 0):.0f} s (world {t.get('world', 0):.0f}, pretrain {t.get('pretrain', 0):.0f},
 SFT {t.get('sft', 0):.0f}, sampling {t.get('sample', 0):.0f}, evaluation {t.get('evaluate', 0):.0f}); peak memory {results['peak_memory_mb']:.0f} MB.</p>
 <h2>Methods</h2>{methods.round(2).to_html(index=False) if len(methods) else '<p>(no learned methods in this run)</p>'}
-{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
+{_selected_checkpoints_table(results)}{_ranking_html(results.get('ranking'))}{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
 </body></html>"""
     return atomic_write_text(out/'report.html', page)
 

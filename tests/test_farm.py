@@ -9,7 +9,7 @@ import pytest
 ALPACAFARM = str(Path(sys.executable).parent / "alpacafarm")
 
 
-def run_farm_cli(out, env, preset="pocket-quick", timeout=900, extra=()):
+def run_farm_cli(out, env, preset="pocket-quick", timeout=2400, extra=()):
     return subprocess.run([ALPACAFARM, "farm", "--preset", preset, "--out", str(out), "--no-progress", *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -36,9 +36,52 @@ def quick_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("farm")
     env = dict(os.environ, ALPACAFARM_CACHE_PATH=str(d / "cache.sqlite"), ALPACAFARM_RUNS_DIR=str(d / "runs"))
     env.setdefault("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
     r = run_farm_cli(d / "run", env)
+    # the wall time of pocket-quick with every method, for the record (timings are noisy: no assertion)
+    print(f"\npocket-quick farm (every method): {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()}")
     assert r.returncode == 0, r.stderr[-3000:]
     return d / "run", r
+
+
+def expected_method_rows():
+    "(method, feedback) of every learned method of the default farm: both feedback sources, and greedy labels for PPO."
+    from alpacafarm_nb.farm import METHODS, FEEDBACK, EXTRA_FEEDBACK, EXTRA_FEEDBACK_METHODS
+    return {(m, fb) for m in METHODS for fb in FEEDBACK} | {(m, fb) for m in EXTRA_FEEDBACK_METHODS for fb in EXTRA_FEEDBACK}
+
+
+def check_learned_methods(out, res):
+    "methods.csv has a row per (method, feedback); every RL run's checkpoints are points of overoptimization.csv; ranking.json."
+    from alpacafarm_nb.farm import RL_METHODS
+    methods = pd.read_csv(out / "methods.csv")
+    pairs = set(zip(methods["method"], methods["feedback"]))
+    assert expected_method_rows() <= pairs, expected_method_rows() - pairs
+    assert ("ppo", "greedy") in pairs and ("dpo", "greedy") not in pairs          # greedy labels train PPO only
+    assert not methods.duplicated(["method", "feedback"]).any()
+    over = pd.read_csv(out / "overoptimization.csv")
+    lb = pd.read_csv(out / "leaderboard.csv", index_col=0)
+    for m, fb in expected_method_rows():
+        if m not in RL_METHODS: continue
+        g = over[(over.method == m) & (over.feedback == fb)].sort_values("x")
+        assert len(g) >= 2 and set(g["x_name"]) == {"step"} and g["kl"].notna().all() and g["proxy_reward"].notna().all(), (m, fb, g)
+        sel = res["selected_checkpoints"][f"{m}_{fb}"]
+        assert sel["step"] in set(g["x"]) and sel["judge"] == {"human": "humans"}.get(fb, "pool")
+        # the method's row is the selected checkpoint: its win rates are that checkpoint's
+        pt = g.set_index("x").loc[sel["step"]]
+        row = methods.set_index(["method", "feedback"]).loc[(m, fb)]
+        assert row["win_rate_pool"] == pt["win_rate_pool"] and row["win_rate_humans"] == pt["win_rate_humans"], (m, fb)
+        assert lb.loc[f"{m}_{fb}_step{sel['step']}", "win_rate_humans"] == row["win_rate_humans"]
+        assert (out / "val" / "outputs" / f"{m}_{fb}_step{sel['step']}.json").is_file()
+    rank = json.loads((out / "ranking.json").read_text())
+    assert rank == res["ranking"] and rank["n"] == len(rank["methods"])
+    if rank["n"] >= 3 and "spearman" in rank:
+        for k in ("spearman", "kendall", "pearson"):
+            assert -1 <= rank[k]["value"] <= 1 and rank[k]["ci_low"] <= rank[k]["ci_high"]
+    else: assert rank["note"].startswith("no correlation"), rank
+    for name, st in res["stages"].items():
+        if st["action"].startswith("ran"):
+            assert 0 < st["peak_memory_mb"] <= res["peak_memory_mb"] and st["peak_memory_increase_mb"] >= 0, (name, st)
+    assert res["peak_memory_mb"] < 4096
 
 
 def copy_run(quick_run, tmp_path):
@@ -74,7 +117,11 @@ def test_farm_quick_files(quick_run, tmp_path, cli_env):
     from transformers import AutoModelForSequenceClassification
     rm = AutoModelForSequenceClassification.from_pretrained(out / "models" / "reward_simulated")
     assert rm.config.num_labels == 1 and rm.config.pad_token_id is not None
-    assert set(res["reward_models"]) == {"simulated", "human"} and "accuracy" in res["reward_models"]["simulated"]["eval"]
+    assert set(res["reward_models"]) == {"simulated", "human", "greedy"} and "accuracy" in res["reward_models"]["simulated"]["eval"]
+    check_learned_methods(out, res)
+    # one progress line per stage that ran, with an ETA
+    lines = [l for l in quick_run[1].stderr.splitlines() if re.match(r"\[farm [0-9:]+\] \d+/\d+ ", l)]
+    assert len(lines) == len(res["stages"]) and all("ETA ~" in l for l in lines if ": run (" in l), lines[:5]
 
 
 def test_farm_rerun_skips_everything(quick_run, tmp_path, cli_env):
@@ -162,5 +209,8 @@ def test_farm_pocket_full(tmp_path, cli_env):
         assert wr["sft10k"] > wr["base"] + 10, (judge, wr.to_dict())      # SFT10k beats the pretrained base by a wide margin
         assert wr["pocket_gpt4"] > wr["sft10k"] and wr["pocket_chatgpt"] > wr["sft10k"], (judge, wr.to_dict())
         assert wr["pocket_gpt4"] > wr["pocket_llama"]
+    check_learned_methods(out, res)
     print(lb.round(2).to_string())
+    print(pd.read_csv(out / "methods.csv").round(2).to_string())
     print(json.dumps(res["timings_s"]), res["peak_memory_mb"])
+    print(json.dumps({k: v["seconds"] for k, v in res["stages"].items()}))
