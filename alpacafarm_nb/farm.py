@@ -17,8 +17,8 @@ from . import __version__
 from .core import get_settings, write_records, read_records, atomic_write_text, seed_everything, stable_hash, DataError, check_output_dir, check_sqlite_file, read_jsonl_prefix
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'EXTRA_FEEDBACK_METHODS', 'PAIRWISE_METHODS', 'BINARY_METHODS',
-           'RL_METHODS', 'KNOWN_METHODS', 'OPT_IN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW',
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'EXTRA_FEEDBACK_METHODS', 'PAIRWISE_METHODS',
+           'BINARY_METHODS', 'RL_METHODS', 'KNOWN_METHODS', 'OPT_IN_METHODS', 'METHODS', 'PPO_KL_COEF', 'BEST_OF_N_ROW',
            'SELECTION_JUDGE', 'POCKET_OVERRIDES', 'QUICK_OVERRIDES', 'PRESETS', 'STAGE_SECONDS', 'METHODS_COLUMNS',
            'OVEROPT_COLUMNS', 'get_preset', 'Stage', 'peak_memory_mb', 'StageRunner', 'farm_stages', 'sample_policy',
            'feedback_sources', 'checkpoint_stage', 'method_stages', 'evaluation_stages', 'expected_seconds', 'run_farm',
@@ -32,6 +32,9 @@ POCKET_SYSTEMS = ('pocket_gpt4', 'pocket_chatgpt', 'pocket_verbose', 'pocket_dav
 FEEDBACK = ('simulated', 'human')
 # AlpacaFarm's Figure 4 control: labels of one greedy judge without noise, used for a reward model and PPO only
 EXTRA_FEEDBACK = ('greedy',)
+# the annotator behind each farm feedback source that `preferences.FEEDBACK_SOURCES` does not name: the pocket greedy judge
+# (the pool name `greedy` itself is the API judge of greedy.yaml, for real endpoints)
+FEEDBACK_ANNOTATOR = dict(greedy='pocket_greedy')
 EXTRA_FEEDBACK_METHODS = ('ppo',)
 PAIRWISE_METHODS = dict(dpo=dict(loss_type='sigmoid'), ipo=dict(loss_type='ipo'), simpo=dict(loss_type='simpo'), kto=dict(loss_type='kto'))
 BINARY_METHODS = ('binary_feedme', 'binary_reward_conditioning')
@@ -402,7 +405,7 @@ def method_stages(cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set
         def preferences(run, fb=fb):
             from alpacafarm_nb.preferences import label_counts
             samples = read_jsonl_prefix(run.out/'samples'/'preference_pairs.jsonl')
-            rows = make_preferences(None, pref_instructions(), fb, run.out/'preferences'/f'{fb}.json', seed=seed,
+            rows = make_preferences(None, pref_instructions(), FEEDBACK_ANNOTATOR.get(fb, fb), run.out/'preferences'/f'{fb}.json', seed=seed,
                                     cache_path=run.out/'annotations.sqlite', samples=samples, config=pref_cfg, progress=progress)
             return dict(pairs=len(rows), labels=label_counts(rows))
         stages.append(Stage(f'preferences_{fb}', preferences, ('preference_samples',), dict(feedback=fb, seed=seed),

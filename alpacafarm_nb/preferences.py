@@ -23,11 +23,10 @@ __all__ = ['FEEDBACK_SOURCES', 'PREFERENCE_COLUMNS', 'feedback_annotator', 'load
 FEEDBACK_SOURCES = {
     'simulated': dict(annotator='pocket', p_label_flip=0.25),
     'human': dict(annotator='pocket_humans', p_label_flip=0.0),
-    'greedy': dict(annotator='pocket_greedy', p_label_flip=0.0),
 }
 
 def feedback_annotator(annotator:str, p_label_flip:float|None=None) -> tuple[str, float]:
-    "(annotator pool, label-flip probability) of a feedback source (`simulated`, `human`, `greedy`) or of any annotator pool."
+    "(annotator pool, label-flip probability) of a feedback source (`simulated`, `human`) or of any annotator pool (`greedy` is the API judge of greedy.yaml; the farm's greedy labels come from `pocket_greedy`)."
     src = FEEDBACK_SOURCES.get(str(annotator))
     pool, default = (src['annotator'], src['p_label_flip']) if src else (str(annotator), 0.0)
     return pool, default if p_label_flip is None else float(p_label_flip)

@@ -9,6 +9,11 @@ import pytest
 ALPACAFARM = str(Path(sys.executable).parent / "alpacafarm")
 
 
+# the seed-change and kill tests check the stage logic: one sampling method and one RL method (with its checkpoints) cover it
+# at a fraction of the cost of every method (the quick run fixture has every method)
+SUBSET = "best_of_n,ppo"
+
+
 def run_farm_cli(out, env, preset="pocket-quick", timeout=2400, extra=()):
     return subprocess.run([ALPACAFARM, "farm", "--preset", preset, "--out", str(out), "--no-progress", *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
@@ -140,7 +145,7 @@ def test_farm_rerun_skips_everything(quick_run, tmp_path, cli_env):
 def test_farm_killed_mid_run_resumes(tmp_path, cli_env):
     "Kill the job during training; the same command finishes the run."
     out = tmp_path / "run"
-    p = subprocess.Popen([ALPACAFARM, "farm", "--preset", "pocket-quick", "--out", str(out), "--no-progress"],
+    p = subprocess.Popen([ALPACAFARM, "farm", "--preset", "pocket-quick", "--out", str(out), "--no-progress", "--methods", SUBSET],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "stages" / "base.json").exists():
@@ -148,7 +153,7 @@ def test_farm_killed_mid_run_resumes(tmp_path, cli_env):
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     assert not (out / "results.json").exists()
-    r = run_farm_cli(out, cli_env)
+    r = run_farm_cli(out, cli_env, extra=("--methods", SUBSET))
     assert r.returncode == 0, r.stderr[-3000:]
     check_run_files(out)
 
@@ -158,7 +163,7 @@ def test_farm_seed_change_redoes_seed_dependent_stages(quick_run, tmp_path, cli_
     a fresh seed-1 run; the world (seed-independent) is kept."""
     out, fresh = copy_run(quick_run, tmp_path), tmp_path / "fresh"
     lb0 = pd.read_csv(out / "leaderboard.csv", index_col=0)
-    r = run_farm_cli(out, cli_env, extra=("--seed", "1"))
+    r = run_farm_cli(out, cli_env, extra=("--seed", "1", "--methods", SUBSET))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "base: redo (pretrain.seed 0 -> 1)" in r.stderr and "world: done before, skipped" in r.stderr
     res = json.loads((out / "results.json").read_text())
@@ -167,7 +172,7 @@ def test_farm_seed_change_redoes_seed_dependent_stages(quick_run, tmp_path, cli_
     assert all(v["action"].startswith("ran") for k, v in res["stages"].items() if k != "world"), res["stages"]
     lb1 = pd.read_csv(out / "leaderboard.csv", index_col=0)
     assert not lb1.equals(lb0)
-    assert run_farm_cli(fresh, cli_env, extra=("--seed", "1")).returncode == 0
+    assert run_farm_cli(fresh, cli_env, extra=("--seed", "1", "--methods", SUBSET)).returncode == 0
     pd.testing.assert_frame_equal(lb1, pd.read_csv(fresh / "leaderboard.csv", index_col=0))
     for f in ("methods.csv", "overoptimization.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(fresh / f))
@@ -198,8 +203,10 @@ def test_farm_bad_out_and_corrupt_stage_file(quick_run, tmp_path, cli_env):
     assert "unreadable" in r.stderr and "outputs_pocket_gpt4: run" in r.stderr and "sft10k: done before, skipped" in r.stderr
 
 
+@pytest.mark.slow
 def test_farm_pocket_full(tmp_path, cli_env):
-    "The README's main job on the full pocket world: the leaderboard orders the systems as AlpacaFarm's Table 2 does."
+    """The README's main job on the full pocket world: the leaderboard orders the systems as AlpacaFarm's Table 2 does.
+    About half an hour on 2 cores with every method, so `slow` (pytest --runslow); benchmarks/farm_pocket.py times it."""
     out = tmp_path / "pocket"
     r = run_farm_cli(out, cli_env, preset="pocket", timeout=2700)
     assert r.returncode == 0, r.stderr[-3000:]
