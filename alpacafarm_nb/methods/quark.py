@@ -20,7 +20,7 @@ from ..sampling import collate_prompt_response, IGNORE_INDEX
 from ..trainer import stream_indices, latest_checkpoint, data_fingerprint, _mixed_precision
 from .rollouts import (RLConfig, rollout, reward_scores, batched_logprobs, masked_mean, StepStats,
                                             check_same_tokenizer, check_reward_model_folder, load_reward_model,
-                                            load_instructions, prepare_prompts, _token_stats, _ckpt_dir, _prune_states)
+                                            load_instructions, prepare_prompts, rl_cli, _token_stats, _ckpt_dir, _prune_states)
 from .binary import add_control_tokens, check_control_tokens, CONTROL_TOKENS_FILE
 
 # %% auto #0
@@ -296,34 +296,9 @@ def quark(policy, reward_model, instructions, out_dir:str|Path, config:QuarkConf
 
 def train_quark_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm train quark --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR [--preset] [--set variant=full]...`"
-    import argparse
-    from alpacafarm_nb.config import add_config_args, config_from_args
-    p = argparse.ArgumentParser(prog='alpacafarm train quark', description="Quark against a reward model: --set variant=alpacafarm "
-                                "(AlpacaFarm's: NLL on each rollout's top reward quantile) or variant=full (Lu et al.: quantile tokens, a growing pool).")
-    add_config_args(p, QuarkConfig)
-    p.add_argument('--model', required=True, help='starting policy (and KL reference): a folder, e.g. SFT10k')
-    p.add_argument('--reward-model', required=True, help='reward model folder (AutoModelForSequenceClassification, one label)')
-    p.add_argument('--data', default='pocket:unlabeled', help='instructions: a file (instruction[, input]) or pocket:SPLIT (default %(default)s)')
-    p.add_argument('--out', required=True, help='output folder (metrics.jsonl, checkpoints/step_N/policy, the final policy)')
-    p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
-    p.add_argument('--max-steps', type=int, default=None, help='rollout steps (a config field)')
-    p.add_argument('--seed', type=int, default=None, help='seed (a config field; default 0)')
-    p.add_argument('--world-seed', type=int, default=0, help='seed of the pocket world (pocket:* data)')
-    p.add_argument('--world-scale', default='full', help='pocket world size: full, small, tiny or a fraction')
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: min(2, cores))')
-    a = p.parse_args(argv)
-    try:
-        torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
-        cfg = config_from_args(QuarkConfig, a, max_steps=a.max_steps, seed=a.seed)
-        sizes = None
-        if a.world_scale != 'full':
-            from alpacafarm_nb.world import scaled_sizes
-            sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
-        t0 = time.perf_counter()
+    def run(cfg, a, sizes):
         s = quark(a.model, a.reward_model, a.data, a.out, config=cfg, resume=a.resume, world_seed=a.world_seed, world_sizes=sizes)
         cfg.save(a.out, preset=a.preset)
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm train quark: error: {e}", file=sys.stderr); return 2
-    print(json.dumps(dict(step=s['step'], prompts=s['prompts'], prompts_dropped=s['prompts_dropped'], out_dir=str(a.out),
-                          wall_s=round(time.perf_counter() - t0, 1), **{k: s['last'].get(k) for k in ('reward', 'kl', 'loss')})))
-    return 0
+        return s
+    return rl_cli('quark', QuarkConfig, None, argv, run=run, description="Quark against a reward model: --set variant=alpacafarm "
+                  "(AlpacaFarm's: NLL on each rollout's top reward quantile) or variant=full (Lu et al.: quantile tokens, a growing pool).")

@@ -485,8 +485,9 @@ def run_rl(algorithm, cfg:RLConfig, policy, reward_model, instructions, out_dir:
                  value_model=value_model, resume=resume, stop_after=stop_after, run_name=run_name)
     return dict(s, prompts=len(texts), prompts_dropped=dropped)
 
-def rl_cli(kind:str, config_cls, make_algorithm:Callable, argv:list[str]|None=None, description:str='') -> int:
-    "`alpacafarm train KIND --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR ...`; bad input: one line, exit 2."
+def rl_cli(kind:str, config_cls, make_algorithm:Callable|None, argv:list[str]|None=None, description:str='', run:Callable|None=None) -> int:
+    """`alpacafarm train KIND --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR ...`; bad input: one line, exit 2.
+    `run(cfg, args, world_sizes) -> summary` replaces `run_rl` for a method with its own loop (Quark)."""
     import argparse
     from alpacafarm_nb.config import add_config_args, config_from_args
     p = argparse.ArgumentParser(prog=f'alpacafarm train {kind}', description=description)
@@ -510,8 +511,9 @@ def rl_cli(kind:str, config_cls, make_algorithm:Callable, argv:list[str]|None=No
             from alpacafarm_nb.world import scaled_sizes
             sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
         t0 = time.perf_counter()
-        s = run_rl(make_algorithm(cfg), cfg, a.model, a.reward_model, a.data, a.out, preset=a.preset, resume=a.resume, run_name=kind,
-                   world_seed=a.world_seed, world_sizes=sizes)
+        if run is not None: s = run(cfg, a, sizes)
+        else: s = run_rl(make_algorithm(cfg), cfg, a.model, a.reward_model, a.data, a.out, preset=a.preset, resume=a.resume, run_name=kind,
+                         world_seed=a.world_seed, world_sizes=sizes)
     except (DataError, OSError, ValueError) as e:
         print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
     print(json.dumps(dict(step=s['step'], prompts=s['prompts'], prompts_dropped=s['prompts_dropped'], out_dir=str(a.out),
