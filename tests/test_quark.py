@@ -1,11 +1,10 @@
 """Quark from folders and through `alpacafarm train quark`: both variants end to end, exact resume, bad input (one line, exit 2)."""
-import copy, json, os, random, subprocess, sys
+import copy, json, os, subprocess, sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from alpacafarm_nb.data import format_prompt
 from alpacafarm_nb.models import make_pocket_model, load_policy
 from alpacafarm_nb.trainer import params_equal
 
@@ -13,25 +12,8 @@ SETS = ['--set', 'rollout_batch_size=8', '--set', 'minibatch_size=4', '--set', '
         '--set', 'save_every=2', '--set', 'progress=false', '--set', 'lr=1e-2']
 
 
-def _toy_corpus():
-    r = random.Random(0)
-    return [f"{a} {b} {a} {b}" for a, b in ((r.choice('abcdefgh'), r.choice('ijklmnop')) for _ in range(200))] + \
-           [format_prompt('say a'), format_prompt('say b', 'x y')] * 20
-
-
-@pytest.fixture(scope='module')
-def folders(tmp_path_factory):
-    "A tiny policy folder, a tiny reward model folder (one-label GPT-2 on the same tokenizer), an instructions file."
-    from transformers import GPT2ForSequenceClassification
-    d = tmp_path_factory.mktemp('quark')
-    torch.set_num_threads(1)
-    pol, tok = make_pocket_model('pocket-tiny', _toy_corpus(), n_layer=1, n_embd=32, n_head=2, vocab_size=400, n_positions=128, seed=0)
-    pol.save_pretrained(d/'sft'); tok.save_pretrained(d/'sft')
-    cfg = copy.deepcopy(pol.config); cfg.num_labels = 1; cfg.pad_token_id = tok.pad_token_id
-    torch.manual_seed(1)
-    GPT2ForSequenceClassification(cfg).save_pretrained(d/'rm'); tok.save_pretrained(d/'rm')
-    (d/'instructions.json').write_text(json.dumps([dict(instruction=w) for w in 'say a|tell a|give a|write a|print a|show a|make a|list a'.split('|')]))
-    return d
+# the same tiny policy, reward model (same tokenizer) and instructions as the other RL methods' tests
+from test_rl import folders, _toy_corpus  # noqa: F401  (folders is a pytest fixture)
 
 
 def _weights(folder):
