@@ -323,10 +323,15 @@ def _checkpoint_steps(model_dir:Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 def _val_reference(world, cfg) -> list[dict]:
-    "The first `n_val` instructions of the val split with their reference outputs (the same reference system as the evaluation set)."
+    """The first `n_val` distinct instructions of the val split with their reference outputs (the same reference system as the
+    evaluation set). The world's val split can repeat an instruction; the evaluator keys outputs by instruction, so repeats are skipped."""
     from alpacafarm_nb.world import REFERENCE_SYSTEM
-    rows = world.splits['val'][:cfg['n_val']] if cfg.get('n_val') else world.splits['val']
-    return [dict(instruction=r['instruction'], input=r['input'], output=r['output'], generator=REFERENCE_SYSTEM) for r in rows]
+    rows, seen = [], set()
+    for r in world.splits['val']:
+        if (r['instruction'], r['input']) in seen: continue
+        seen.add((r['instruction'], r['input']))
+        rows.append(dict(instruction=r['instruction'], input=r['input'], output=r['output'], generator=REFERENCE_SYSTEM))
+    return rows[:cfg['n_val']] if cfg.get('n_val') else rows
 
 def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, world:Callable, eval_set:Callable, judges:Mapping[str, str]) -> Stage:
     """Every checkpoint of the RL run `name` (trained with feedback `fb`): sampled on the evaluation set (judged by every judge:
