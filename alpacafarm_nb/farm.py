@@ -346,7 +346,13 @@ def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, wor
         val_ref = _val_reference(world(), cfg)
         write_records(val_ref, run.out/'val'/'reference.json')
         def outputs(policy, instructions, path, gen):
-            if path.is_file(): return read_records(path, 'output')       # a resumed stage keeps what it sampled
+            # a resumed stage keeps what it sampled, if it was sampled for exactly these instructions (a file left by older
+            # code or another instruction set is sampled again)
+            want = [(r['instruction'], r['input']) for r in instructions]
+            if path.is_file():
+                try: rows = read_records(path, 'output')
+                except DataError: rows = []
+                if [(r['instruction'], r['input']) for r in rows] == want: return rows
             rows = sample_policy(policy, [dict(instruction=r['instruction'], input=r['input']) for r in instructions], gen, seed, progress, **cfg['sample'])
             write_records(rows, path)
             return rows

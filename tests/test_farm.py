@@ -158,6 +158,23 @@ def test_farm_killed_mid_run_resumes(tmp_path, cli_env):
     check_run_files(out)
 
 
+def test_farm_resumed_checkpoint_stage_resamples_stale_outputs(quick_run, tmp_path, cli_env):
+    """A killed RL checkpoint stage keeps what it sampled only if it was sampled for exactly the current instructions: a val
+    file with a repeated instruction (as older code wrote) and a truncated evaluation file are sampled again, and equal the
+    first run's (sampling is seeded)."""
+    out = copy_run(quick_run, tmp_path)
+    stages = out / "stages"
+    (stages / "checkpoints_ppo_simulated.json").rename(stages / "checkpoints_ppo_simulated.started.json")
+    val_file, eval_file = out / "val" / "outputs" / "ppo_simulated_step1.json", out / "outputs" / "ppo_simulated_step2.json"
+    val0, eval0 = json.loads(val_file.read_text()), json.loads(eval_file.read_text())
+    val_file.write_text(json.dumps(val0 + val0[:1]))
+    eval_file.write_text(json.dumps(eval0[:3]))
+    r = run_farm_cli(out, cli_env, extra=("--methods", SUBSET))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "checkpoints_ppo_simulated: run (resuming an unfinished run)" in r.stderr
+    assert json.loads(val_file.read_text()) == val0 and json.loads(eval_file.read_text()) == eval0
+
+
 def test_farm_seed_change_redoes_seed_dependent_stages(quick_run, tmp_path, cli_env):
     """A run with --seed 1 into a seed-0 folder redoes every seed-dependent stage (says why) and reports exactly the numbers of
     a fresh seed-1 run; the world (seed-independent) is kept."""
