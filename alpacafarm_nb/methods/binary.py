@@ -191,7 +191,7 @@ def generate_conditioned(policy, instructions:Sequence[dict], control_token:str|
         src = instructions[s['prompt_index']]
         row = {k: v for k, v in src.items() if k not in ('output', 'generator', 'sample_id')}
         row.update(instruction=src['instruction'], input=src.get('input') or '', generator=generator,
-                   output=strip_control_tokens(s['text'], [tokens['positive'], tokens['negative'], control_token]))
+                   output=strip_control_tokens(s['text'], [tokens['positive'], tokens['negative'], control_token, *tokens.get('quantiles', ())]))
         if n > 1: row['sample_id'] = s['sample_id']
         rows.append(row)
     return rows
