@@ -152,7 +152,10 @@ def _baseline_row(g:pd.DataFrame, form:str) -> pd.Series:
     return start.iloc[0] if len(start) else g.loc[g['kl'].idxmin()]
 
 def overoptimization_fits(overopt:pd.DataFrame, y:str|Sequence[str]='win_rate_humans', n_boot:int=1000, seed:int=0) -> pd.DataFrame:
-    "Gao et al. fit per (method, feedback) curve with >= 3 points and per judge `y`: best-of-n form for best_of_n, RL form otherwise."
+    """Gao et al. fit per (method, feedback) curve with >= 3 points and per judge `y`: best-of-n form for best_of_n, RL form otherwise.
+    A point other than the origin whose KL estimate is <= 0 (an RL checkpoint's sampled estimate can be, just after the start)
+    is left out of the fit: at d = 0 its gain is noise, not a point of the curve. A curve left with fewer than 2 distinct
+    d > 0 is not fitted."""
     ys = [y] if isinstance(y, str) else list(y)
     missing = [c for c in ['method', 'feedback', 'x', 'kl'] + ys if c not in overopt]
     if missing: raise ValueError(f"overoptimization table lacks column(s) {missing}; expected the farm's columns {OVEROPT_COLUMNS}")
@@ -164,6 +167,9 @@ def overoptimization_fits(overopt:pd.DataFrame, y:str|Sequence[str]='win_rate_hu
         d = np.sqrt(np.clip(g['kl'].to_numpy(dtype=float), 0, None))
         is_base = (g.index == base.name)
         d = np.where(is_base, 0.0, d)          # the baseline is the curve's origin
+        keep = is_base | (d > 0)
+        if len(np.unique(d[keep & ~is_base])) < 2: continue
+        g, d = g[keep], d[keep]
         for col in ys:
             try:
                 f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]))

@@ -373,10 +373,12 @@ def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, wor
             metrics = json.loads((d/'trainer_state.json').read_text()).get('metrics') or {}
             points.append(dict(step=step, output=gen, kl=metrics.get('kl'), proxy_reward=metrics.get('reward')))
         if not points: raise RuntimeError(f"{name} saved no checkpoint in {run.out/'models'/name/'checkpoints'}")
+        # step 0 is SFT10k itself: its proxy reward is that of the first rollouts, sampled before any update
+        first = read_jsonl_prefix(run.out/'models'/name/'metrics.jsonl')[:1]
         best = max(points, key=lambda p: (val_wr[p['step']], -p['step']))   # ties: the earlier (closer to SFT10k) checkpoint
         write_records([dict(r, generator=name) for r in read_records(run.out/'outputs'/f"{best['output']}.json", 'output')],
                       run.out/'outputs'/f'{name}.json')
-        return dict(checkpoints=points, selected=dict(step=best['step'], judge=sel_judge, val_win_rate=val_wr[best['step']],
+        return dict(checkpoints=points, start=dict(proxy_reward=first[0].get('reward') if first else None), selected=dict(step=best['step'], judge=sel_judge, val_win_rate=val_wr[best['step']],
                                                       n_val=len(val_ref), val_win_rates={str(k): v for k, v in val_wr.items()}))
     return Stage(f'checkpoints_{name}', run_checkpoints, ('world', name), dict(sample=cfg['sample'], seed=seed, n_val=cfg.get('n_val'),
                  judges=dict(judges), selection_judge=sel_judge),
@@ -655,7 +657,8 @@ def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
 
 def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -> pd.DataFrame:
     """`overoptimization.csv`: one row per point. Best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs'
-    proxy reward. RL: x_name `step`, one row per checkpoint, kl (mean summed KL to SFT10k) and proxy reward as logged by the trainer."""
+    proxy reward. RL: x_name `step`, one row per checkpoint, kl (mean summed KL to SFT10k) and proxy reward as logged by the trainer,
+    after a step-0 row: SFT10k itself (KL 0, its evaluation, the proxy reward of the first rollouts), where the curve starts."""
     rows = []
     def add(method, fb, x_name, x, kl, proxy, name):
         if name not in board.index: return
@@ -666,7 +669,9 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
             add('best_of_n', fb, 'n', p['n'], p['kl_bound'], p['proxy_reward'], f"best_of_n_{fb}_n{p['n']}")
     for m in cfg.get('methods') or ():
         for fb in feedback_sources(cfg, m):
-            for p in (summaries.get(f'checkpoints_{m}_{fb}') or {}).get('checkpoints', []):
+            ck = summaries.get(f'checkpoints_{m}_{fb}') or {}
+            if ck.get('checkpoints'): add(m, fb, 'step', 0, 0.0, (ck.get('start') or {}).get('proxy_reward'), 'sft10k')
+            for p in ck.get('checkpoints', []):
                 add(m, fb, 'step', p['step'], p['kl'], p['proxy_reward'], p['output'])
     return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
 
