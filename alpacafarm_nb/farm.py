@@ -373,13 +373,14 @@ def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, wor
             metrics = json.loads((d/'trainer_state.json').read_text()).get('metrics') or {}
             points.append(dict(step=step, output=gen, kl=metrics.get('kl'), proxy_reward=metrics.get('reward')))
         if not points: raise RuntimeError(f"{name} saved no checkpoint in {run.out/'models'/name/'checkpoints'}")
-        # step 0 is SFT10k itself: its proxy reward is that of the first rollouts, sampled before any update
-        first = read_jsonl_prefix(run.out/'models'/name/'metrics.jsonl')[:1]
         best = max(points, key=lambda p: (val_wr[p['step']], -p['step']))   # ties: the earlier (closer to SFT10k) checkpoint
         write_records([dict(r, generator=name) for r in read_records(run.out/'outputs'/f"{best['output']}.json", 'output')],
                       run.out/'outputs'/f'{name}.json')
-        return dict(checkpoints=points, start=dict(proxy_reward=first[0].get('reward') if first else None), selected=dict(step=best['step'], judge=sel_judge, val_win_rate=val_wr[best['step']],
-                                                      n_val=len(val_ref), val_win_rates={str(k): v for k, v in val_wr.items()}))
+        # step 0 is SFT10k itself: its proxy reward is that of the first rollouts, sampled before any update
+        first = read_jsonl_prefix(run.out/'models'/name/'metrics.jsonl')[:1]
+        start = dict(proxy_reward=first[0].get('reward') if first else None)
+        return dict(checkpoints=points, start=start, selected=dict(step=best['step'], judge=sel_judge, val_win_rate=val_wr[best['step']],
+                                                                   n_val=len(val_ref), val_win_rates={str(k): v for k, v in val_wr.items()}))
     return Stage(f'checkpoints_{name}', run_checkpoints, ('world', name), dict(sample=cfg['sample'], seed=seed, n_val=cfg.get('n_val'),
                  judges=dict(judges), selection_judge=sel_judge),
                  (f'outputs/{name}.json', f'outputs/{name}_step*.json', *(f'annotations/{j}/{name}_step*.json' for j in judges),
