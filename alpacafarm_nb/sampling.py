@@ -24,17 +24,39 @@ __all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_tok
            'response_logprobs', 'score_responses', 'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
 
 # %% ../nbs/31_sampling.ipynb #d5bf6535
+def _nucleus_by_sort(logits:torch.Tensor, top_p:float) -> torch.Tensor:
+    "Top-p by a full sort with indices: drop each token whose preceding mass (in descending order) exceeds `top_p`."
+    sorted_logits, idx = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p          # tokens whose preceding mass already exceeds top_p
+    drop[..., 0] = False
+    return logits.masked_fill(drop.scatter(-1, idx, drop), float('-inf'))
+
+def _nucleus_by_threshold(logits:torch.Tensor, top_p:float) -> torch.Tensor|None:
+    """The same tensor as `_nucleus_by_sort` from sorted *values* only (numpy's sort: ~15x faster on CPU than `torch.sort`
+    with indices): keep the logits >= the last kept value. None where that could differ (a tie across the cut, a kept
+    set that is not a prefix of the sorted order, NaN, a non-CPU or non-float32 tensor): the caller then sorts."""
+    if logits.device.type != 'cpu' or logits.dtype != torch.float32 or logits.requires_grad: return None
+    v = torch.from_numpy(np.ascontiguousarray(np.flip(np.sort(logits.numpy(), axis=-1), axis=-1)))
+    if torch.isnan(v[..., 0]).any(): return None
+    probs = v.softmax(-1)                              # the same values in the same order as the sort's: the same floats
+    drop = probs.cumsum(-1) - probs > top_p
+    drop[..., 0] = False
+    V = v.shape[-1]
+    kept = (~drop).sum(-1, keepdim=True)               # how many tokens are kept, if they are a prefix
+    if not torch.equal(drop, torch.arange(V) >= kept): return None
+    last = v.gather(-1, kept - 1)
+    if ((kept < V) & (v.gather(-1, kept.clamp(max=V - 1)) == last)).any(): return None   # which of equal logits is kept depends on the sort
+    return logits.masked_fill(logits < last, float('-inf'))
+
 def filter_logits(logits:torch.Tensor, top_k:int=0, top_p:float=1.0) -> torch.Tensor:
     "Set logits outside the top-k and outside the top-p nucleus to -inf (the most likely token always survives)."
     if top_k and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float('-inf'))
     if top_p < 1.0:
-        sorted_logits, idx = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p          # tokens whose preceding mass already exceeds top_p
-        drop[..., 0] = False
-        logits = logits.masked_fill(drop.scatter(-1, idx, drop), float('-inf'))
+        fast = _nucleus_by_threshold(logits, top_p)
+        logits = fast if fast is not None else _nucleus_by_sort(logits, top_p)
     return logits
 
 _MASK64 = (1 << 64) - 1
