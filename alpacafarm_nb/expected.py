@@ -17,8 +17,8 @@ from .annotators import AnnotatorPool, make_pool, shown_example, join_reference,
 
 # %% auto #0
 __all__ = ['ProbFn', 'pool_assignment', 'length_judge_prob', 'length_judge', 'pool_has_probabilities', 'pool_prob',
-           'expected_preferences', 'expected_preference', 'expected_win_rate', 'expected_vs_reference',
-           'paired_difference']
+           'expected_preferences', 'expected_preference', 'expected_win_rate_stats', 'expected_win_rate',
+           'expected_vs_reference', 'paired_difference']
 
 # %% ../nbs/22_expected_win_rate.ipynb #8582c99e
 def pool_assignment(pool) -> dict[str, float]:
@@ -108,12 +108,18 @@ def expected_preference(example:Mapping, pool, prob:ProbFn|None=None, p_label_fl
     "The expected preference of one pair (see `expected_preferences`)."
     return float(expected_preferences([example], pool, prob, p_label_flip, seed)[0])
 
-def expected_win_rate(pairs, pool, prob:ProbFn|None=None, p_label_flip:float=0.0, seed:int=0) -> dict:
-    "`expected_win_rate` (100 * mean of P(output_2 wins)), its `expected_standard_error` over pairs, and `n_total`."
-    e = expected_preferences(pairs, pool, prob, p_label_flip, seed) - 1
+def expected_win_rate_stats(expected:Iterable[float]) -> dict:
+    "`expected_win_rate` (100 * mean of P(output_2 wins)), its `expected_standard_error` over pairs, and `n_total`, from expected preferences in [1, 2]."
+    e = np.asarray(list(expected), dtype=float) - 1
+    if len(e) and not ((e >= 0) & (e <= 1)).all(): raise ValueError("expected preferences must be in [1, 2]")
     n = len(e)
     return dict(expected_win_rate=100 * float(e.mean()) if n else math.nan,
                 expected_standard_error=100 * float(e.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan, n_total=n)
+
+def expected_win_rate(pairs, pool, prob:ProbFn|None=None, p_label_flip:float=0.0, seed:int=0) -> dict:
+    "The expected win rate of `pairs` (output_2 against output_1) under `pool`: `expected_win_rate_stats` of `expected_preferences`."
+    return expected_win_rate_stats(expected_preferences(pairs, pool, prob, p_label_flip, seed))
+
 
 # %% ../nbs/22_expected_win_rate.ipynb #4971ec28
 def expected_vs_reference(outputs, reference, annotator, prob:ProbFn|None=None, reference_column:str|None=None,
