@@ -28,7 +28,7 @@ def pool_assignment(pool) -> dict[str, float]:
 
 # %% ../nbs/22_expected_win_rate.ipynb #5c49274d
 def length_judge_prob(example:Mapping, seed:int=0, slope:float=1.0, position:float=0.0, **_) -> float:
-    "A toy judge's probability of preferring output_2 as shown: sigmoid(slope * log(len_2 / len_1) + position); 0.5 for equal texts."
+    "A toy judge's probability of preferring output_2 as shown: sigmoid(slope * log((1 + len_2) / (1 + len_1)) + position); 0.5 for equal texts."
     a, b = example['output_1'], example['output_2']
     if a == b: return 0.5
     z = slope * (math.log1p(len(b)) - math.log1p(len(a))) + position
