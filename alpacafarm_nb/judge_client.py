@@ -149,17 +149,23 @@ class OpenAIJudge(Judge):
                     template=self.template.text(), batch_size=self.batch_size, temperature=self.temperature,
                     max_tokens=self.max_tokens, parser=self.template.reply)
 
+    def _local(self) -> bool:
+        host = urlparse(self.base_url).hostname if self.base_url else None
+        return host in _LOCAL_HOSTS or bool(host and host.endswith('.localhost'))
+
+    def config_problem(self) -> str|None:
+        "No key for a remote URL: no retry can fix that."
+        if os.environ.get(self.api_key_env) or self._local(): return None
+        return f"no API key: set the environment variable {self.api_key_env} (base_url {self.url})"
+
     @property
     def client(self):
         with self._lock:
             if self._client is None:
                 import openai
-                key = os.environ.get(self.api_key_env)
-                if not key:
-                    host = urlparse(self.base_url).hostname if self.base_url else None
-                    if host in _LOCAL_HOSTS or (host and host.endswith('.localhost')): key = 'EMPTY'
-                    else: raise JudgeConfigError(f"judge {self.name}: no API key; set the environment variable {self.api_key_env} "
-                                                 f"(base_url {self.url})")
+                problem = self.config_problem()
+                if problem: raise JudgeConfigError(f"judge {self.name}: {problem}")
+                key = os.environ.get(self.api_key_env) or 'EMPTY'
                 self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
             return self._client
 

@@ -380,6 +380,9 @@ class Judge:
         self.batch_size = int(self.config.get('batch_size', 1))
 
     def cache_identity(self) -> dict: raise NotImplementedError
+    def config_problem(self) -> str|None:
+        "Why this judge cannot work as configured (checked before any request: a missing key or model folder), or None."
+        return None
 
     def judge_batch(self, examples:Sequence[Mapping], seed:int=0) -> list[dict]:
         "Judge `examples` (as shown: output_1 is the first); one result dict per example."

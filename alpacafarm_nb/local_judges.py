@@ -43,6 +43,9 @@ class _LocalModelJudge(Judge):
         self._model = self._tok = None
         self._lock = threading.Lock()
 
+    def config_problem(self) -> str|None:
+        return None if Path(self.model_path).exists() else f"model folder {self.model_path} not found"
+
     def _load(self):
         with self._lock:
             if self._model is None:
