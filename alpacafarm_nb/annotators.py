@@ -267,7 +267,9 @@ class _AnnotationRun:
         self.dead, self.dropped = set(), []   # judges with a configuration error (bad key, retired model): no more batches for them
         self.spent = self.cost_cached = 0.0
         self.n_calls = self.n_failed = self.n_new = self.n_requeued = self.n_unasked = 0
-        self.budget_stop, self.fatal, self.config_errors = False, None, {}
+        self.budget_stop, self.fatal = False, None
+        self.unusable: dict[int, str] = {}   # judge -> why it cannot work as configured (said before any request, or found during the run)
+        self.said: set[int] = set()          # the judges whose problem was said before any request
 
     def fill(self, k:str, pref_shown, annotator:str, price, tm, raw, source:str):
         "Record the answer to the shown pair `k` for every row that asked it (in the row's own order)."
@@ -334,7 +336,7 @@ def check_judges(self:_AnnotationRun):
     names = {self.judges[j].name: p for j, p in problems.items()}
     if len(problems) == len(self.judges):
         raise JudgeConfigError(f"no annotator of pool {self.pool.name!r} can work: {_problems_line(names)}")
-    self.dead |= set(problems)
+    self.dead |= set(problems); self.unusable.update(problems); self.said |= set(problems)
     asked = {self.judges[j].name: p for j, p in problems.items() if any(q[0] == j for q in self.queue)}
     if asked: print(f"annotator pool {self.pool.name!r}: {len(asked)} of {len(self.judges)} annotators cannot work, their pairs "
                     f"are recorded as missing: {_problems_line(asked)}", file=sys.stderr, flush=True)
@@ -383,14 +385,12 @@ def run_batch(self:_AnnotationRun, j:int, keys:list) -> list:
 # %% ../nbs/11_annotators.ipynb #c0a11006
 @patch
 def failed(self:_AnnotationRun, j:int, keys:list, e:Exception):
-    "A batch that raised: an unreachable endpoint stops the run; a configuration error retires the judge; else its pairs are missing."
+    "A batch that raised: an unreachable endpoint stops the run; a configuration error retires the judge; its pairs are missing."
     judge = self.judges[j]
     self.n_failed += 1
     if _is_unreachable(e): self.fatal = self.fatal or e; return 0
-    if _is_config_error(e) and j not in self.dead:
-        self.dead.add(j); self.config_errors[j] = e
-        print(f"annotator {judge.name!r} cannot work as configured ({' '.join(str(e).split())}); its pairs are recorded as "
-              "missing, the rest of the pool goes on", file=sys.stderr, flush=True)
+    if _is_config_error(e) and j not in self.dead:   # said once, at the end of the run (see `settle`)
+        self.dead.add(j); self.unusable[j] = ' '.join(str(e).split())
     elif not _is_config_error(e): warnings.warn(f"annotator {judge.name!r}: a batch of {len(keys)} pairs failed with "
                                                 f"{type(e).__name__}: {e}; recorded as missing (re-run to retry them)")
     for k in keys: self.fill(k, None, judge.name, 0.0, 0.0, None, 'missing')
@@ -452,15 +452,18 @@ def collect(self:_AnnotationRun, concurrency:int, bar:_Progress):
 # %% ../nbs/11_annotators.ipynb #c0a11008
 @patch
 def settle(self:_AnnotationRun):
-    "After the loop: stop on a fatal error or a pool none of whose asked judges could work; the rest of the pairs are missing."
+    "After the loop: stop on a fatal error or when no judge asked could work; say which judges could not; the rest are missing."
     if self.fatal is not None:
         n_done = sum(1 for r in self.res if r is not None and r['preference'] is not None)
         raise type(self.fatal)(f"{self.fatal} (stopped; {n_done} of {len(self.rows)} pairs were annotated"
                                + (", finished ones are cached" if self.cache is not None else "") + ")") from None
     asked = {t['j'] for k, t in self.todo.items() if k not in self.hits}
-    if self.config_errors and asked <= set(self.config_errors):   # every judge asked failed as configured: no retry helps
-        raise JudgeConfigError(f"no annotator of pool {self.pool.name!r} can work: "
-                               + _problems_line({self.judges[j].name: ' '.join(str(e).split()) for j, e in self.config_errors.items()}))
+    found = {self.judges[j].name: why for j, why in self.unusable.items() if j in asked}
+    if found and asked <= set(self.unusable):   # every judge asked cannot work as configured: no re-run can help
+        raise JudgeConfigError(f"no annotator of pool {self.pool.name!r} can work: {_problems_line(found)}")
+    late = {self.judges[j].name: why for j, why in self.unusable.items() if j in asked and j not in self.said}
+    if late: print(f"annotator pool {self.pool.name!r}: {len(late)} of {len(self.judges)} annotators cannot work as configured, their "
+                   f"pairs are recorded as missing: {_problems_line(late)}", file=sys.stderr, flush=True)
     for k in self.dropped: self.fill(k, None, self.judges[self.todo[k]['j']].name, 0.0, 0.0, None, 'missing')
     if self.queue:  # stopped by the budget
         left = [k for _, ks, _ in self.queue for k in ks]

@@ -366,7 +366,7 @@ def test_one_broken_annotator_does_not_kill_the_pool(tmp_path, capsys):
         warnings.simplefilter("error")
         df = annotate_pairs(pairs, pool, base_url=srv.base_url, cache_path=tmp_path / "c.sqlite", progress=False)
     err = [l for l in capsys.readouterr().err.splitlines() if "cannot work" in l]
-    assert len(err) == 1 and "'retired'" in err[0] and "retired-model" in err[0] and "404" in err[0], err
+    assert len(err) == 1 and "(retired)" in err[0] and "retired-model" in err[0] and "404" in err[0], err
     alive = df["annotator"] == "alive"
     assert 5 < alive.sum() < 25
     assert df.loc[alive, "preference"].tolist() == [expected(p) for p, a in zip(pairs, alive) if a]
