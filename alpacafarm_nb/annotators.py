@@ -37,8 +37,9 @@ def _make_judge(cfg:Mapping, entry:Mapping, **kwargs):
     from alpacafarm_nb import judges
     try: return judges.make_judge(entry, prices=cfg.get('prices'), **kwargs)
     except JudgeConfigError as ex:
-        key = 'function' if entry.get('backend') == 'python' else 'backend'
-        raise JudgeConfigError(f"pool file {cfg.get('source', '<dict>')}, annotator {entry.get('name')!r}, field {key!r}: {ex}") from None
+        key = {'python': 'function'}.get(entry.get('backend'), 'backend') if 'cannot import' in str(ex) else None
+        where = f"pool file {cfg.get('source', '<dict>')}" + (f", annotator {entry.get('name')!r}, field {key!r}" if key else '')
+        raise JudgeConfigError(f"{where}: {ex}") from None
 
 class AnnotatorPool:
     "A pool of judges with weights; `annotate` runs pairs through it (see the notebook for the semantics)."
