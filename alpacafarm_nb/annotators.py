@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
+from fastcore.basics import patch
 
 from .core import (DataError, get_settings, stable_hash, stable_uniform, validate_records, read_records, shared_data,
                                 write_records, check_preference, alpaca_eval_instruction)
+from .judges import JudgeConfigError, JudgeUnreachable
 
 # %% auto #0
 __all__ = ['ANNOTATION_COLUMNS', 'REQUEUE_ROUNDS', 'DEFAULT_REFERENCE_COLUMN', 'AnnotatorPool', 'pair_decisions', 'shown_example',
@@ -30,16 +32,24 @@ def _as_config(config) -> dict:
         return dict(config)   # already resolved by judges.load_pool_config
     return judges.load_pool_config(config)
 
+def _make_judge(cfg:Mapping, entry:Mapping, **kwargs):
+    "A judge of the pool `cfg`; an entry that cannot make one (an unimportable function) fails naming the pool file and the key."
+    from alpacafarm_nb import judges
+    try: return judges.make_judge(entry, prices=cfg.get('prices'), **kwargs)
+    except JudgeConfigError as ex:
+        key = {'python': 'function'}.get(entry.get('backend'), 'backend') if 'cannot import' in str(ex) else None
+        where = f"pool file {cfg.get('source', '<dict>')}" + (f", annotator {entry.get('name')!r}, field {key!r}" if key else '')
+        raise JudgeConfigError(f"{where}: {ex}") from None
+
 class AnnotatorPool:
     "A pool of judges with weights; `annotate` runs pairs through it (see the notebook for the semantics)."
     def __init__(self, config:str|Path|Mapping|None=None, judges:Sequence|None=None, weights:Sequence[float]|None=None,
                  name:str|None=None, base_url:str|None=None, model:str|None=None, **overrides):
         if judges is None:
-            from alpacafarm_nb import judges as _judges
             cfg = _as_config(config if config is not None else get_settings().default_pool)
             entries = cfg.get('annotators') or []
             if not entries: raise ValueError(f"pool config {cfg.get('name', config)!r} has no annotators")
-            judges = [_judges.make_judge(e, base_url=base_url, model=model, prices=cfg.get('prices'), **overrides) for e in entries]
+            judges = [_make_judge(cfg, e, base_url=base_url, model=model, **overrides) for e in entries]
             if weights is None: weights = [float(e.get('weight', 1.0)) for e in entries]
             name = name or cfg.get('name') or (Path(str(config)).stem if config is not None else 'pool')
         self.judges = list(judges)
@@ -213,13 +223,8 @@ class _Progress:
     def close(self):
         if self.bar is not None: self.bar.close()
 
-def _is_config_error(e) -> bool:
-    from alpacafarm_nb.judges import JudgeConfigError
-    return isinstance(e, JudgeConfigError)
-
-def _is_unreachable(e) -> bool:
-    from alpacafarm_nb.judges import JudgeUnreachable
-    return isinstance(e, JudgeUnreachable)
+def _is_config_error(e) -> bool: return isinstance(e, JudgeConfigError)
+def _is_unreachable(e) -> bool: return isinstance(e, JudgeUnreachable)
 
 def estimate_batch_price(judge, examples:Sequence[Mapping], last_price_per_example:float|None=None) -> float|None:
     "Estimated USD cost of one (padded) batch: from the judge's token prices and its prompt, else its last known price; None if unknown."
@@ -248,172 +253,264 @@ def _rows_of(data, kind:str, source=None) -> list[dict]:
 # %% ../nbs/11_annotators.ipynb #458a3ae4
 REQUEUE_ROUNDS = 2   # a batch whose judge gave up on transient errors (5xx, timeouts...) goes back to the queue this many times
 
-def _annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, concurrency:int|None=None, cache=None,
-              budget:float|None=None, progress:bool=True, retry_unparsed:bool=False, status_every:float=10.0) -> pd.DataFrame:
-    "Annotate `pairs` (records, DataFrame or file) with the pool; returns AlpacaEval-format annotations in the input order."
-    if not 0 <= p_label_flip <= 0.5: raise ValueError(f"p_label_flip must be in [0, 0.5], got {p_label_flip}")
-    if budget is not None and budget < 0: raise ValueError(f"budget must be >= 0 USD, got {budget}")
-    if concurrency is None: concurrency = max(getattr(j, 'default_concurrency', 16) for j in self.judges)
-    rows, seed, concurrency = _rows_of(pairs, 'pair', 'pairs'), int(seed), max(1, int(concurrency))
-    cache = _as_cache(cache)
-    identities = [j.cache_identity() for j in self.judges]
-    id_hashes = [stable_hash(dict(i)) for i in identities]
-    res: list[dict|None] = [None]*len(rows)
-    todo: dict[str, dict] = {}  # cache key -> judge index, shown pair, [(row, swapped)]
-    for i, r in enumerate(rows):
-        d, j = pair_decisions(r, seed, p_label_flip), self.assign(r, seed)
+class _AnnotationRun:
+    "One call of `AnnotatorPool.annotate`: the pairs, what is asked of which judge, what came back, and the counts."
+    def __init__(self, pool:AnnotatorPool, rows:list[dict], seed:int, cache, budget:float|None):
+        self.pool, self.judges, self.rows, self.seed, self.cache, self.budget = pool, pool.judges, rows, seed, cache, budget
+        self.identities = [j.cache_identity() for j in self.judges]
+        self.id_hashes = [stable_hash(dict(i)) for i in self.identities]
+        self.res: list[dict|None] = [None]*len(rows)
+        self.todo: dict[str, dict] = {}   # cache key -> judge index, shown pair, [(row, swapped)]
+        self.hits: dict[str, dict] = {}   # cache key -> cached annotation
+        self.queue: list[tuple] = []      # batches to ask: (judge, keys, round)
+        self.inflight: dict = {}          # future -> (judge, keys, estimated price, round, start time)
+        self.last_price = {j: None for j in range(len(self.judges))}
+        self.dead, self.dropped = set(), []   # judges with a configuration error (bad key, retired model): no more batches for them
+        self.spent = self.cost_cached = 0.0
+        self.n_calls = self.n_failed = self.n_new = self.n_requeued = self.n_unasked = 0
+        self.budget_stop, self.fatal = False, None
+        self.unusable: dict[int, str] = {}   # judge -> why it cannot work as configured (said before any request, or found during the run)
+        self.said: set[int] = set()          # the judges whose problem was said before any request
+
+    def fill(self, k:str, pref_shown, annotator:str, price, tm, raw, source:str):
+        "Record the answer to the shown pair `k` for every row that asked it (in the row's own order)."
+        if pref_shown is None and source != 'unparsed': source = 'missing'
+        for i, swap in self.todo[k]['rows']:
+            self.res[i] = dict(preference=unswap_preference(pref_shown, swap), annotator=annotator, price_per_example=price,
+                               time_per_example=tm, raw_completion=raw, annotation_source=source)
+
+    def n_rows(self, keys) -> int: return sum(len(self.todo[k]['rows']) for k in keys)
+
+# %% ../nbs/11_annotators.ipynb #c0a11002
+@patch
+def plan(self:_AnnotationRun, p_label_flip:float):
+    "Per pair: a label flip (a coin), identical outputs (1.5), or the assigned judge and the order shown, under one cache key."
+    for i, r in enumerate(self.rows):
+        d, j = pair_decisions(r, self.seed, p_label_flip), self.pool.assign(r, self.seed)
         if d['flip']:
-            res[i] = dict(preference=d['coin'], annotator='label_flip', price_per_example=0.0, time_per_example=0.0,
-                          raw_completion=None, annotation_source='label_flip')
+            self.res[i] = dict(preference=d['coin'], annotator='label_flip', price_per_example=0.0, time_per_example=0.0,
+                               raw_completion=None, annotation_source='label_flip')
         elif r['output_1'] == r['output_2']:
-            res[i] = dict(preference=1.5, annotator=self.judges[j].name, price_per_example=0.0, time_per_example=0.0,
-                          raw_completion=None, annotation_source='identical')
+            self.res[i] = dict(preference=1.5, annotator=self.judges[j].name, price_per_example=0.0, time_per_example=0.0,
+                               raw_completion=None, annotation_source='identical')
         else:
             shown = shown_example(r, d['swap'])
-            k = cache_key(identities[j], shown, seed)
-            todo.setdefault(k, dict(j=j, shown=shown, rows=[]))['rows'].append((i, d['swap']))
+            k = cache_key(self.identities[j], shown, self.seed)
+            self.todo.setdefault(k, dict(j=j, shown=shown, rows=[]))['rows'].append((i, d['swap']))
 
-    def fill(k, pref_shown, annotator, price, tm, raw, source):
-        if pref_shown is None and source != 'unparsed': source = 'missing'
-        for i, swap in todo[k]['rows']:
-            res[i] = dict(preference=unswap_preference(pref_shown, swap), annotator=annotator, price_per_example=price,
-                          time_per_example=tm, raw_completion=raw, annotation_source=source)
-
-    # 1. the cache (a reply that did not parse is not asked again, unless retry_unparsed)
-    last_price = {j: None for j in range(len(self.judges))}
-    hits = cache.get_many(todo) if cache is not None and todo else {}
+@patch
+def read_cache(self:_AnnotationRun, retry_unparsed:bool=False):
+    "Fill what the cache holds (a reply that did not parse is not asked again, unless `retry_unparsed`)."
+    hits = self.cache.get_many(self.todo) if self.cache is not None and self.todo else {}
     if retry_unparsed: hits = {k: h for k, h in hits.items() if not h.get('unparsed')}
-    cost_cached = 0.0
     for k, h in hits.items():
-        j = todo[k]['j']
-        fill(k, h['preference'], h['annotator'] or self.judges[j].name, h['price_per_example'], h['time_per_example'],
-             h['raw_completion'], 'unparsed' if h.get('unparsed') else 'cache')
-        cost_cached += h['price_per_example'] or 0.0
-        if h['price_per_example'] is not None: last_price[j] = h['price_per_example']
-    # 2. batches: per judge and per has-input status, in order of first appearance; (judge, keys, round)
-    groups: dict[tuple, list] = {}
-    for k, t in todo.items():
-        if k not in hits: groups.setdefault((t['j'], bool(t['shown']['input'])), []).append(k)
-    queue = [(j, ks[s:s+self.judges[j].batch_size], 0) for (j, _), ks in groups.items()
-             for s in range(0, len(ks), max(1, self.judges[j].batch_size))]
-    # 3. run them
-    spent, n_calls, n_failed, n_new, n_requeued, budget_stop, fatal = 0.0, 0, 0, 0, 0, False, None
-    dead, dropped = set(), []   # judges with a configuration error (bad key, retired model): no more batches for them
-    def run_batch(j, keys):
-        exs = _pad([dict(todo[k]['shown']) for k in keys], self.judges[j].batch_size)
-        return self.judges[j].judge_batch(exs, seed)
-    inflight: dict = {}         # future -> (judge, keys, estimated price, round, start time)
+        j = self.todo[k]['j']
+        self.fill(k, h['preference'], h['annotator'] or self.judges[j].name, h['price_per_example'], h['time_per_example'],
+                  h['raw_completion'], 'unparsed' if h.get('unparsed') else 'cache')
+        self.cost_cached += h['price_per_example'] or 0.0
+        if h['price_per_example'] is not None: self.last_price[j] = h['price_per_example']
+    self.hits = hits
 
-    def pending() -> str:
-        "What the run is waiting for, for the status line: requests in flight, the oldest one's URL and age, retries so far."
-        txt = f"{len(inflight)} requests in flight"
-        if inflight:
-            j, _, _, _, t0 = min(inflight.values(), key=lambda v: v[4])
-            txt += f", the oldest for {time.monotonic() - t0:.0f} s" + (f" at {self.judges[j].url}" if hasattr(self.judges[j], 'url') else '')
-        retries = Counter()
-        for jd in self.judges:   # list() copies in one step: the judges' threads add causes meanwhile
-            retries.update({c: n for c, n in list(getattr(jd, 'stats', {}).items()) if c not in ('billed', 'unparsed')})
-        if retries: txt += "; retries: " + ', '.join(f"{c} {n}" for c, n in retries.most_common())
-        return txt
-    bar = _Progress(sum(len(todo[k]['rows']) for _, ks, _ in queue for k in ks), progress, f"annotating ({self.name})",
-                    status_every, pending)
+@patch
+def schedule(self:_AnnotationRun):
+    "Batches of the rest: per judge and per has-input status, in order of first appearance, `batch_size` pairs each."
+    groups: dict[tuple, list] = {}
+    for k, t in self.todo.items():
+        if k not in self.hits: groups.setdefault((t['j'], bool(t['shown']['input'])), []).append(k)
+    self.queue = [(j, ks[s:s+self.judges[j].batch_size], 0) for (j, _), ks in groups.items()
+                  for s in range(0, len(ks), max(1, self.judges[j].batch_size))]
+
+# %% ../nbs/11_annotators.ipynb #c0a11004
+def _problems_line(problems:Mapping[str, str]) -> str:
+    "'reason (judge, judge)' per distinct reason, one line."
+    by_reason: dict[str, list] = {}
+    for name, why in problems.items(): by_reason.setdefault(why, []).append(name)
+    def who(names): return ', '.join(names) if len(names) <= 4 else f"{', '.join(names[:3])} and {len(names) - 3} more"
+    return '; '.join(f"{why} ({who(names)})" for why, names in by_reason.items())
+
+@patch
+def check_judges(self:_AnnotationRun):
+    "Set aside the judges that say they cannot work; raise `JudgeConfigError` when none of the pool can and there is work."
+    if not self.queue: return
+    problems = {j: p for j, jd in enumerate(self.judges) if (p := getattr(jd, 'config_problem', lambda: None)())}
+    if not problems: return
+    names = {self.judges[j].name: p for j, p in problems.items()}
+    if len(problems) == len(self.judges):
+        raise JudgeConfigError(f"no annotator of pool {self.pool.name!r} can work: {_problems_line(names)}")
+    self.dead |= set(problems); self.unusable.update(problems); self.said |= set(problems)
+    asked = {self.judges[j].name: p for j, p in problems.items() if any(q[0] == j for q in self.queue)}
+    if asked: print(f"annotator pool {self.pool.name!r}: {len(asked)} of {len(self.judges)} annotators cannot work, their pairs "
+                    f"are recorded as missing: {_problems_line(asked)}", file=sys.stderr, flush=True)
+
+# %% ../nbs/11_annotators.ipynb #c0a11005
+@patch
+def pending(self:_AnnotationRun) -> str:
+    "What the run is waiting for, for the status line: requests in flight, the oldest one's URL and age, retries so far."
+    txt = f"{len(self.inflight)} requests in flight"
+    if self.inflight:
+        j, _, _, _, t0 = min(self.inflight.values(), key=lambda v: v[4])
+        txt += f", the oldest for {time.monotonic() - t0:.0f} s" + (f" at {self.judges[j].url}" if hasattr(self.judges[j], 'url') else '')
+    retries = Counter()
+    for jd in self.judges:   # list() copies in one step: the judges' threads add causes meanwhile
+        retries.update({c: n for c, n in list(getattr(jd, 'stats', {}).items()) if c not in ('billed', 'unparsed')})
+    if retries: txt += "; retries: " + ', '.join(f"{c} {n}" for c, n in retries.most_common())
+    return txt
+
+@patch
+def submit(self:_AnnotationRun, ex:ThreadPoolExecutor, finished, concurrency:int):
+    "Submit queued batches while slots are free and the budget allows (a judge of unknown price: one batch first)."
+    i = 0
+    while i < len(self.queue) and len(self.inflight) < concurrency:
+        j, keys, rnd = self.queue[i]
+        if j in self.dead: self.queue.pop(i); self.dropped += keys; continue
+        est = 0.0
+        if self.budget is not None:
+            est = estimate_batch_price(self.judges[j], [self.todo[k]['shown'] for k in keys], self.last_price[j])
+            if est is None and any(v[0] == j for v in self.inflight.values()): i += 1; continue  # probe one batch first
+            est = est or 0.0
+            if self.spent + sum(v[2] for v in self.inflight.values()) + est > self.budget + 1e-12:
+                if not self.inflight: self.budget_stop = True; break
+                i += 1; continue
+        self.queue.pop(i)
+        fut = ex.submit(self.run_batch, j, keys)
+        self.inflight[fut] = (j, keys, est, rnd, time.monotonic())
+        fut.add_done_callback(finished.put)
+        self.n_calls += 1
+
+@patch
+def run_batch(self:_AnnotationRun, j:int, keys:list) -> list:
+    "Ask judge `j` about the shown pairs `keys` (a short batch padded with copies of its own pairs)."
+    exs = _pad([dict(self.todo[k]['shown']) for k in keys], self.judges[j].batch_size)
+    return self.judges[j].judge_batch(exs, self.seed)
+
+# %% ../nbs/11_annotators.ipynb #c0a11006
+@patch
+def failed(self:_AnnotationRun, j:int, keys:list, e:Exception):
+    "A batch that raised: an unreachable endpoint stops the run; a configuration error retires the judge; its pairs are missing."
+    judge = self.judges[j]
+    self.n_failed += 1
+    if _is_unreachable(e): self.fatal = self.fatal or e; return 0
+    if _is_config_error(e) and j not in self.dead:   # said once, at the end of the run (see `settle`)
+        self.dead.add(j); self.unusable[j] = ' '.join(str(e).split())
+    elif not _is_config_error(e): warnings.warn(f"annotator {judge.name!r}: a batch of {len(keys)} pairs failed with "
+                                                f"{type(e).__name__}: {e}; recorded as missing (re-run to retry them)")
+    for k in keys: self.fill(k, None, judge.name, 0.0, 0.0, None, 'missing')
+    return self.n_rows(keys)
+
+@patch
+def take(self:_AnnotationRun, j:int, keys:list, rnd:int, out:list) -> int:
+    "Record a finished batch: fill its pairs, requeue the transient failures, cache the answers; the rows done."
+    judge = self.judges[j]
+    price = sum(float(o.get('price_per_example') or 0.0) for o in out)
+    tm = sum(float(o.get('time_per_example') or 0.0) for o in out)
+    self.spent += price
+    self.last_price[j] = price/len(out)
+    ppe, tpe, to_cache, again = price/len(keys), tm/len(keys), [], []
+    for k, o in zip(keys, out):
+        try: pref = check_preference(o.get('preference'), allow_old_draw=False)
+        except DataError as e:
+            warnings.warn(f"annotator {judge.name!r} returned an invalid preference ({e}); recorded as missing"); pref = None
+        failure = o.get('failure') if pref is None else None
+        if failure == 'transient' and rnd < REQUEUE_ROUNDS: again.append(k); continue   # not paid: ask again later
+        self.fill(k, pref, judge.name, ppe, tpe, o.get('raw_completion'), 'unparsed' if failure == 'unparsed' else 'judge')
+        if pref is not None: self.n_new += 1
+        if pref is not None or failure == 'unparsed':
+            to_cache.append(dict(key=k, identity_hash=self.id_hashes[j], annotator=judge.name, seed=self.seed,
+                                 example=self.todo[k]['shown'], preference=pref, raw_completion=o.get('raw_completion'),
+                                 price_per_example=ppe, time_per_example=tpe, unparsed=failure == 'unparsed'))
+    if again: self.queue.append((j, again, rnd + 1)); self.n_requeued += len(again)
+    if self.cache is not None and to_cache:
+        try: self.cache.put_many(to_cache, self.identities[j])
+        except sqlite3.Error as e: warnings.warn(f"could not write {len(to_cache)} annotations to the cache {self.cache.path}: {e}")
+    return self.n_rows(k for k in keys if k not in again)
+
+# %% ../nbs/11_annotators.ipynb #c0a11007
+@patch
+def collect(self:_AnnotationRun, concurrency:int, bar:_Progress):
+    "Run the queue in a thread pool; finished futures put themselves on a queue (O(1) per answer, however many are in flight)."
     ex = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix='annotate')
-    finished = queue_mod.SimpleQueue()   # futures put themselves here when done: O(1) per answer, unlike wait() on all in flight
+    finished = queue_mod.SimpleQueue()
     try:
-        while (queue or inflight) and fatal is None:
-            i = 0
-            while i < len(queue) and len(inflight) < concurrency:
-                j, keys, rnd = queue[i]
-                if j in dead: queue.pop(i); dropped += keys; continue
-                est = 0.0
-                if budget is not None:
-                    est = estimate_batch_price(self.judges[j], [todo[k]['shown'] for k in keys], last_price[j])
-                    if est is None and any(v[0] == j for v in inflight.values()): i += 1; continue  # probe one batch first
-                    est = est or 0.0
-                    if spent + sum(v[2] for v in inflight.values()) + est > budget + 1e-12:
-                        if not inflight: budget_stop = True; break
-                        i += 1; continue
-                queue.pop(i)
-                fut = ex.submit(run_batch, j, keys)
-                inflight[fut] = (j, keys, est, rnd, time.monotonic())
-                fut.add_done_callback(finished.put)
-                n_calls += 1
-            if budget_stop or not inflight: break
+        while (self.queue or self.inflight) and self.fatal is None:
+            self.submit(ex, finished, concurrency)
+            if self.budget_stop or not self.inflight: break
             try: done = [finished.get(timeout=1.0)]
             except queue_mod.Empty: done = []
             while not finished.empty(): done.append(finished.get())
             bar.tick()
             for fut in done:
-                j, keys, _, rnd, _ = inflight.pop(fut)
-                judge = self.judges[j]
+                j, keys, _, rnd, _ = self.inflight.pop(fut)
                 try:
                     out = list(fut.result())
                     if len(out) < len(keys): raise ValueError(f"judge returned {len(out)} answers for {len(keys)} pairs")
-                except Exception as e:
-                    n_failed += 1
-                    if _is_unreachable(e): fatal = fatal or e; continue
-                    if _is_config_error(e) and j not in dead:
-                        dead.add(j)
-                        warnings.warn(f"annotator {judge.name!r} cannot work as configured ({e}); its pairs are recorded as missing, "
-                                      "the rest of the pool goes on")
-                    elif not _is_config_error(e): warnings.warn(f"annotator {judge.name!r}: a batch of {len(keys)} pairs failed with {type(e).__name__}: {e}; "
-                                  "recorded as missing (re-run to retry them)")
-                    for k in keys: fill(k, None, judge.name, 0.0, 0.0, None, 'missing')
-                    bar.update(sum(len(todo[k]['rows']) for k in keys)); continue
-                price = sum(float(o.get('price_per_example') or 0.0) for o in out)
-                tm = sum(float(o.get('time_per_example') or 0.0) for o in out)
-                spent += price
-                last_price[j] = price/len(out)
-                ppe, tpe, to_cache, again = price/len(keys), tm/len(keys), [], []
-                for k, o in zip(keys, out):
-                    try: pref = check_preference(o.get('preference'), allow_old_draw=False)
-                    except DataError as e:
-                        warnings.warn(f"annotator {judge.name!r} returned an invalid preference ({e}); recorded as missing"); pref = None
-                    failure = o.get('failure') if pref is None else None
-                    if failure == 'transient' and rnd < REQUEUE_ROUNDS: again.append(k); continue   # not paid: ask again later
-                    fill(k, pref, judge.name, ppe, tpe, o.get('raw_completion'), 'unparsed' if failure == 'unparsed' else 'judge')
-                    if pref is not None: n_new += 1
-                    if pref is not None or failure == 'unparsed':
-                        to_cache.append(dict(key=k, identity_hash=id_hashes[j], annotator=judge.name, seed=seed,
-                                             example=todo[k]['shown'], preference=pref, raw_completion=o.get('raw_completion'),
-                                             price_per_example=ppe, time_per_example=tpe, unparsed=failure == 'unparsed'))
-                if again: queue.append((j, again, rnd + 1)); n_requeued += len(again)
-                if cache is not None and to_cache:
-                    try: cache.put_many(to_cache, identities[j])
-                    except sqlite3.Error as e: warnings.warn(f"could not write {len(to_cache)} annotations to the cache {cache.path}: {e}")
-                bar.update(sum(len(todo[k]['rows']) for k in keys if k not in again))
+                except Exception as e: bar.update(self.failed(j, keys, e)); continue
+                bar.update(self.take(j, keys, rnd, out))
     finally:
         # on an unreachable endpoint (or Ctrl-C) drop what is queued; requests in flight stop at their next attempt
-        ex.shutdown(wait=fatal is None, cancel_futures=True)
+        ex.shutdown(wait=self.fatal is None, cancel_futures=True)
         bar.close()
-    if fatal is not None:
-        n_done = sum(1 for r in res if r is not None and r['preference'] is not None)
-        raise type(fatal)(f"{fatal} (stopped; {n_done} of {len(rows)} pairs were annotated"
-                          + (", finished ones are cached" if cache is not None else "") + ")") from None
-    for k in dropped: fill(k, None, self.judges[todo[k]['j']].name, 0.0, 0.0, None, 'missing')
-    n_unasked = 0
-    if queue:  # stopped by the budget
-        left = [k for _, ks, _ in queue for k in ks]
-        for k in left: fill(k, None, self.judges[todo[k]['j']].name, 0.0, 0.0, None, 'missing')
-        n_unasked = sum(len(todo[k]['rows']) for k in left)
-        warnings.warn(f"budget of ${budget:.4f} reached (spent ${spent:.4f}): {n_unasked} pairs were not sent to a judge and are "
-                      "recorded as missing; re-run with a larger budget to annotate them (finished annotations are cached)")
-    df = pd.DataFrame([{**r, **a} for r, a in zip(rows, res)])
+
+# %% ../nbs/11_annotators.ipynb #c0a11008
+@patch
+def settle(self:_AnnotationRun):
+    "After the loop: stop on a fatal error or when no judge asked could work; say which judges could not; the rest are missing."
+    if self.fatal is not None:
+        n_done = sum(1 for r in self.res if r is not None and r['preference'] is not None)
+        raise type(self.fatal)(f"{self.fatal} (stopped; {n_done} of {len(self.rows)} pairs were annotated"
+                               + (", finished ones are cached" if self.cache is not None else "") + ")") from None
+    asked = {t['j'] for k, t in self.todo.items() if k not in self.hits}
+    found = {self.judges[j].name: why for j, why in self.unusable.items() if j in asked}
+    if found and asked <= set(self.unusable):   # every judge asked cannot work as configured: no re-run can help
+        raise JudgeConfigError(f"no annotator of pool {self.pool.name!r} can work: {_problems_line(found)}")
+    late = {self.judges[j].name: why for j, why in self.unusable.items() if j in asked and j not in self.said}
+    if late: print(f"annotator pool {self.pool.name!r}: {len(late)} of {len(self.judges)} annotators cannot work as configured, their "
+                   f"pairs are recorded as missing: {_problems_line(late)}", file=sys.stderr, flush=True)
+    for k in self.dropped: self.fill(k, None, self.judges[self.todo[k]['j']].name, 0.0, 0.0, None, 'missing')
+    if self.queue:  # stopped by the budget
+        left = [k for _, ks, _ in self.queue for k in ks]
+        for k in left: self.fill(k, None, self.judges[self.todo[k]['j']].name, 0.0, 0.0, None, 'missing')
+        self.n_unasked = self.n_rows(left)
+        warnings.warn(f"budget of ${self.budget:.4f} reached (spent ${self.spent:.4f}): {self.n_unasked} pairs were not sent to a "
+                      "judge and are recorded as missing; re-run with a larger budget to annotate them (finished annotations are cached)")
+
+@patch
+def finish(self:_AnnotationRun) -> pd.DataFrame:
+    "The annotations (AlpacaEval columns first, in the input order) with the run's summary in `attrs['summary']`."
+    df = pd.DataFrame([{**r, **a} for r, a in zip(self.rows, self.res)])
     for c in ANNOTATION_COLUMNS + ['annotation_source']:
         if c not in df.columns: df[c] = None
     df = df[ANNOTATION_COLUMNS + [c for c in df.columns if c not in ANNOTATION_COLUMNS]]
     src = df['annotation_source'] if len(df) else pd.Series([], dtype=object)
-    self.last_summary = summary = dict(
-        pool=self.name, n_pairs=len(df), n_annotated=int(df['preference'].notna().sum()), n_missing=int(df['preference'].isna().sum()),
-        n_cached=int((src == 'cache').sum()), n_new=n_new, n_label_flip=int((src == 'label_flip').sum()),
-        n_identical=int((src == 'identical').sum()), n_unparsed=int((src == 'unparsed').sum()), n_calls=n_calls,
-        n_failed_batches=n_failed, n_requeued=n_requeued, n_unasked=n_unasked, cost_new=spent, cost_cached=cost_cached,
-        budget=budget, budget_stopped=bool(queue))
-    df.attrs['summary'] = summary
+    df.attrs['summary'] = dict(
+        pool=self.pool.name, n_pairs=len(df), n_annotated=int(df['preference'].notna().sum()), n_missing=int(df['preference'].isna().sum()),
+        n_cached=int((src == 'cache').sum()), n_new=self.n_new, n_label_flip=int((src == 'label_flip').sum()),
+        n_identical=int((src == 'identical').sum()), n_unparsed=int((src == 'unparsed').sum()), n_calls=self.n_calls,
+        n_failed_batches=self.n_failed, n_requeued=self.n_requeued, n_unasked=self.n_unasked, cost_new=self.spent,
+        cost_cached=self.cost_cached, budget=self.budget, budget_stopped=bool(self.queue))
     return df
 
-AnnotatorPool.annotate = _annotate
+# %% ../nbs/11_annotators.ipynb #c0a11009
+@patch
+def annotate(self:AnnotatorPool, pairs, seed:int=0, p_label_flip:float=0.0, concurrency:int|None=None, cache=None,
+             budget:float|None=None, progress:bool=True, retry_unparsed:bool=False, status_every:float=10.0) -> pd.DataFrame:
+    "Annotate `pairs` (records, DataFrame or file) with the pool; returns AlpacaEval-format annotations in the input order."
+    if not 0 <= p_label_flip <= 0.5: raise ValueError(f"p_label_flip must be in [0, 0.5], got {p_label_flip}")
+    if budget is not None and budget < 0: raise ValueError(f"budget must be >= 0 USD, got {budget}")
+    if concurrency is None: concurrency = max(getattr(j, 'default_concurrency', 16) for j in self.judges)
+    rows, seed, concurrency = _rows_of(pairs, 'pair', 'pairs'), int(seed), max(1, int(concurrency))
+    run = _AnnotationRun(self, rows, seed, _as_cache(cache), budget)
+    run.plan(p_label_flip)
+    run.read_cache(retry_unparsed)
+    run.schedule()
+    run.check_judges()
+    bar = _Progress(sum(run.n_rows(ks) for _, ks, _ in run.queue), progress, f"annotating ({self.name})", status_every, run.pending)
+    run.collect(concurrency, bar)
+    run.settle()
+    df = run.finish()
+    self.last_summary = df.attrs['summary']
+    return df
 
+# %% ../nbs/11_annotators.ipynb #c0a1100a
 def format_summary(s:Mapping) -> str:
     "A one-paragraph summary of an annotation run."
     txt = (f"annotated {s['n_annotated']}/{s['n_pairs']} pairs with pool {s['pool']!r} ({s['n_missing']} missing): "

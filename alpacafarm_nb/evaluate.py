@@ -18,9 +18,10 @@ from .core import (DataError, print_table_result, alpaca_eval_instruction, read_
 
 # %% auto #0
 __all__ = ['STAT_COLUMNS', 'LC_COLUMNS', 'LC_CS', 'LC_LAMBDA', 'MIN_LC_ROWS', 'clean_preferences', 'discretize_preferences',
-           'win_rate_stats', 'read_annotations', 'leaderboard', 'pair_with_reference', 'evaluate_outputs',
-           'length_feature', 'fit_judge_model', 'instruction_difficulty', 'judge_length_slope', 'fit_length_controlled',
-           'read_difficulty', 'length_controlled', 'bootstrap_ci', 'paired_test', 'leaderboard_cli']
+           'win_rate_stats', 'read_annotations', 'leaderboard', 'check_rankable', 'pair_with_reference',
+           'evaluate_outputs', 'length_feature', 'fit_judge_model', 'instruction_difficulty', 'judge_length_slope',
+           'fit_length_controlled', 'read_difficulty', 'length_controlled', 'bootstrap_ci', 'paired_test',
+           'leaderboard_cli']
 
 # %% ../nbs/20_evaluate.ipynb #0b338a52
 STAT_COLUMNS = ['win_rate', 'standard_error', 'n_wins', 'n_wins_base', 'n_draws', 'n_total', 'discrete_win_rate', 'avg_length']
@@ -104,6 +105,7 @@ def leaderboard(annotations:pd.DataFrame|str|Path|Sequence, lc:bool=False, n_ins
     if n_instructions is not None and (isinstance(n_instructions, bool) or int(n_instructions) != n_instructions or n_instructions <= 0):
         raise ValueError(f"the number of instructions must be a positive integer, got {n_instructions!r}")
     df = _to_frame(annotations)
+    check_rankable(df, lc=lc, min_lc_rows=lc_kwargs.get('min_rows'))
     if n_instructions is None: n_instructions = df['_key'].nunique()
     most = df.groupby('generator_2')['_key'].nunique()
     if (most > n_instructions).any():
@@ -119,6 +121,32 @@ def leaderboard(annotations:pd.DataFrame|str|Path|Sequence, lc:bool=False, n_ins
         res = res.join(lcr[LC_COLUMNS])
     res.index.name = None
     return res.sort_values('win_rate', ascending=False, kind='stable')
+
+# %% ../nbs/20_evaluate.ipynb #e7a1c002
+def _sources(df:pd.DataFrame) -> str|None:
+    "The file(s) the annotations were read from, for messages."
+    return ', '.join(map(str, pd.unique(df['_source']))) if '_source' in df and len(df) else None
+
+def check_rankable(df:pd.DataFrame, lc:bool=False, min_lc_rows:int|None=None) -> None:
+    "Raise `DataError` (naming the files) for annotations that cannot give a leaderboard, or a length-controlled one."
+    src, p = _sources(df), np.array([_as_float(v) for v in df['preference']], dtype=float)
+    p = np.where(p == 0, 1.5, p)
+    ok = ~np.isnan(p) & (p >= 1) & (p <= 2)
+    if not ok.any():
+        raise DataError(f"no usable preference: all {len(p)} are null, unparsed or outside [1, 2]; nothing to rank "
+                        "(annotate the missing pairs first)", src, field='preference')
+    g1, g2 = df['generator_2'][ok].astype(str), df['generator_1'][ok].astype(str) if 'generator_1' in df else None
+    if g2 is not None and (g1 == g2).all():
+        raise DataError(f"every judged row compares {g1.iloc[0]!r} with itself: there is no other model to rank", src, field='generator_2')
+    if not lc: return
+    if min_lc_rows is None: min_lc_rows = MIN_LC_ROWS
+    if (p[ok] == 1.5).all():
+        raise DataError(f"every usable preference ({int(ok.sum())}) is a tie (1.5): the length-controlled fit has nothing to "
+                        "learn from; leave out --lc (lc=False)", src, field='preference')
+    counts = g1.value_counts()
+    if counts.max() < min_lc_rows:
+        raise DataError(f"the length-controlled win rate needs at least {min_lc_rows} judged rows per model; the most any model "
+                        f"has is {counts.max()} ({counts.idxmax()!r}); leave out --lc (lc=False)", src, field='preference')
 
 # %% ../nbs/20_evaluate.ipynb #31dcfbd3
 def _keyed(rows, what:str, source=None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""A *judge* looks at an instruction and two outputs and says which output is better. This notebook defines how a judge is asked (prompt templates), how its answer is read (reply parsers), who answers (backends: any OpenAI-compatible chat API, a local Hugging Face language model comparing log-probabilities, a reward model, or a plain Python function), how a pool of judges is written down (pool YAML files), and an OpenAI-compatible HTTP server that answers *as* a simulated judge, so that everything above can be tested end to end without a network.
+"""A *judge* looks at an instruction and two outputs and says which output is better. This notebook defines how a judge is asked (prompt templates), how its answer is read (reply parsers), how a pool of judges is written down (pool YAML files), the interface every judge implements, the simplest backend (a plain Python function) and `make_judge`, which builds any backend by name.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judges.html.md"""
 
@@ -6,27 +6,21 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judges.html.md"""
 
 # %% ../nbs/10_judges.ipynb #043fa756
 from __future__ import annotations
-import importlib, json, logging, math, os, random, re, socket, threading, time, uuid
-from collections import Counter
+import importlib, json, logging, math, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import urlparse
 
 import yaml
 
-from .core import stable_hash, check_preference, DataError
-from .data import format_prompt
+from .core import check_preference, DataError
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REPLY_FORMATS', 'TEMPLATES', 'BACKENDS', 'BATCH_SIZES', 'POOLS_DIR', 'RETRY_STATUS', 'FATAL_STATUS',
-           'SLOW_DOWN_STATUS', 'MAX_IN_FLIGHT', 'DEFAULT_PROMPT_FORMAT', 'JUDGE_CLASSES', 'FAULT_KINDS',
-           'PromptTemplate', 'get_template', 'PoolConfigError', 'available_pools', 'load_pool_config',
-           'JudgeConfigError', 'Judge', 'PythonJudge', 'prefer_longer', 'JudgeUnreachable', 'Endpoint', 'get_endpoint',
-           'OpenAIJudge', 'HFLogprobJudge', 'RewardModelJudge', 'make_judge', 'ChatSimulationServer',
-           'make_tiny_models']
+__all__ = ['log', 'REPLY_FORMATS', 'TEMPLATES', 'BACKENDS', 'BATCH_SIZES', 'POOLS_DIR', 'JUDGE_CLASSES', 'PromptTemplate',
+           'get_template', 'PoolConfigError', 'available_pools', 'load_pool_config', 'JudgeConfigError',
+           'JudgeUnreachable', 'Judge', 'PythonJudge', 'prefer_longer', 'judge_class', 'make_judge']
 
 # %% ../nbs/10_judges.ipynb #442b6b09
 _FIELDS = ('instruction', 'input', 'output_1', 'output_2')
@@ -373,6 +367,9 @@ def load_pool_config(name_or_path:str|Path|Mapping) -> dict:
 class JudgeConfigError(RuntimeError):
     "A judge that cannot work as configured (missing key, unknown model, bad function...)."
 
+class JudgeUnreachable(RuntimeError):
+    "The judge endpoint cannot be used at all (connection refused, unknown host, or it never answers); stops the run."
+
 class Judge:
     "Base class: subclasses implement `_judge(examples, seed) -> (preferences, raw_completions, total_price[, failures])`."
     backend = ''
@@ -383,6 +380,9 @@ class Judge:
         self.batch_size = int(self.config.get('batch_size', 1))
 
     def cache_identity(self) -> dict: raise NotImplementedError
+    def config_problem(self) -> str|None:
+        "Why this judge cannot work as configured (checked before any request: a missing key or model folder), or None."
+        return None
 
     def judge_batch(self, examples:Sequence[Mapping], seed:int=0) -> list[dict]:
         "Judge `examples` (as shown: output_1 is the first); one result dict per example."
@@ -400,13 +400,14 @@ class Judge:
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r}, batch_size={self.batch_size})"
 
 # %% ../nbs/10_judges.ipynb #22e7c45b
-def _import_function(spec:str) -> Callable:
+def _import_function(spec:str, what:str='judge function') -> Callable:
+    "The object named by 'module:attr' (dots allowed in attr)."
     mod, _, attr = spec.partition(':')
     try:
         obj = importlib.import_module(mod)
         for a in attr.split('.'): obj = getattr(obj, a)
-    except (ImportError, AttributeError) as ex: raise JudgeConfigError(f"cannot import judge function {spec!r}: {ex}") from None
-    if not callable(obj): raise JudgeConfigError(f"{spec!r} is not callable")
+    except (ImportError, AttributeError) as ex: raise JudgeConfigError(f"cannot import {what} {spec!r}: {ex}") from None
+    if not callable(obj): raise JudgeConfigError(f"{what} {spec!r} is not callable")
     return obj
 
 class PythonJudge(Judge):
@@ -430,321 +431,16 @@ def prefer_longer(example:Mapping, seed:int=0, tie:float=1.5) -> float:
     a, b = len(example['output_1']), len(example['output_2'])
     return 1.0 if a > b else 2.0 if b > a else tie
 
-# %% ../nbs/10_judges.ipynb #e9776c5e
-_LOCAL_HOSTS = {'localhost', '127.0.0.1', '0.0.0.0', '::1', '[::1]'}
-RETRY_STATUS = {408, 409, 429} | set(range(500, 600))
-FATAL_STATUS = {401, 403, 404}
-SLOW_DOWN_STATUS = {429, 503, 529}     # the server says it is overloaded: fewer requests in flight
-MAX_IN_FLIGHT = 256                    # requests in flight by default for API judges (the runner's threads; --concurrency)
-
-class JudgeUnreachable(RuntimeError):
-    "The judge endpoint cannot be used at all (connection refused, unknown host, or it never answers); stops the run."
-
-class _Malformed(Exception): pass
-
-def _retry_after(exc) -> float|None:
-    "Seconds asked for by a `retry-after-ms` or `Retry-After` header of the error's response, if any."
-    resp = getattr(exc, 'response', None)
-    headers = getattr(resp, 'headers', None)
-    if not headers: return None
-    try:
-        if headers.get('retry-after-ms') is not None: return float(headers['retry-after-ms']) / 1000
-        v = headers.get('retry-after')
-        if v is None: return None
-        try: return float(v)
-        except ValueError:
-            from email.utils import parsedate_to_datetime
-            return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
-    except Exception: return None
-
-def _connect_failure(exc) -> str|None:
-    "'connection refused' or 'cannot resolve host' when the cause of a connection error is one of those; else None."
-    e, seen = exc, set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError) or 'Connection refused' in str(e): return 'connection refused'
-        if isinstance(e, socket.gaierror) or 'Name or service not known' in str(e) or 'nodename nor servname' in str(e):
-            return 'cannot resolve host'
-        e = e.__cause__ or e.__context__
-    return None
-
-class Endpoint:
-    "What all requests to one URL and model share: an adaptive limit on requests in flight (AIMD) and the endpoint's health."
-    connect_budget = 2.0        # seconds of refused connections, with nothing answered in between, before giving up
-    hung_timeouts = 2           # timeouts, with nothing ever answered, before declaring the endpoint hung
-
-    def __init__(self, url:str, ceiling:int=4096):   # the runner's thread count is the real ceiling; this only bounds the growth
-        self.url, self.ceiling, self.limit = url, ceiling, float(ceiling)
-        self.in_flight, self.answers, self.timeouts, self.refused = 0, 0, 0, 0
-        self.refused_since: float|None = None
-        self.last_cut, self.dead = -1e9, None      # dead: why the endpoint cannot be used (a message), once it is
-        self.cond, self.stop = threading.Condition(), threading.Event()
-
-    def acquire(self):
-        "Wait for a free slot (raises the endpoint's `JudgeUnreachable` once it is dead)."
-        with self.cond:
-            while self.dead is None and self.in_flight >= max(1, int(self.limit)): self.cond.wait(0.5)
-            if self.dead is not None: raise JudgeUnreachable(self.dead)
-            self.in_flight += 1
-
-    def release(self):
-        with self.cond: self.in_flight -= 1; self.cond.notify()
-
-    def answered(self, ok:bool):
-        "Any HTTP answer shows the endpoint is alive; a good one adds a slot per window of answers (additive increase)."
-        with self.cond:
-            self.answers += 1; self.refused_since, self.refused = None, 0
-            if ok and self.limit < self.ceiling: self.limit = min(self.ceiling, self.limit + 1 / self.limit); self.cond.notify()
-
-    def slow_down(self):
-        "Multiplicative decrease on 429/503: halve the requests in flight, at most once a second (one burst, one cut)."
-        with self.cond:
-            now = time.monotonic()
-            if now - self.last_cut >= 1.0:
-                self.limit, self.last_cut = max(1.0, min(self.limit, self.in_flight) / 2), now
-
-    def _kill(self, msg:str):
-        "Mark the endpoint dead (call with `cond` held): every request to it stops, now or at its next attempt."
-        if self.dead is None: self.dead = msg; self.stop.set(); self.cond.notify_all()
-
-    def timed_out(self, timeout:float):
-        with self.cond:
-            self.timeouts += 1
-            if self.answers == 0 and self.timeouts >= self.hung_timeouts:
-                self._kill(f"no answer from {self.url} within the timeout of {timeout:g} s ({self.timeouts} requests, none answered): "
-                           "the server accepts connections but does not reply; check it, or raise the annotator's timeout")
-            if self.dead is not None: raise JudgeUnreachable(self.dead)
-
-    def connect_failed(self, cause:str):
-        with self.cond:
-            now = time.monotonic()
-            if self.refused_since is None: self.refused_since = now
-            self.refused += 1
-            if self.refused >= 2 and now - self.refused_since >= self.connect_budget:
-                self._kill(f"cannot connect to {self.url}: {cause} ({self.refused} attempts in {now - self.refused_since:.1f} s); "
-                           "is the judge server running and the URL right?")
-            if self.dead is not None: raise JudgeUnreachable(self.dead)
-
-_ENDPOINTS: dict[tuple, Endpoint] = {}
-_ENDPOINTS_LOCK = threading.Lock()
-
-def get_endpoint(url:str, model:str) -> Endpoint:
-    "The shared `Endpoint` of (url, model); a dead one is replaced, so a new run tries again."
-    with _ENDPOINTS_LOCK:
-        ep = _ENDPOINTS.get((url, model))
-        if ep is None or ep.dead is not None: ep = _ENDPOINTS[(url, model)] = Endpoint(url)
-        return ep
-
-class OpenAIJudge(Judge):
-    "A judge asking an OpenAI-compatible chat-completions API."
-    backend = 'openai'
-    default_concurrency = MAX_IN_FLIGHT
-    def __init__(self, config):
-        super().__init__(config)
-        c = self.config
-        self.model = c['model']
-        self.template = get_template(c['template'])
-        if self.batch_size > self.template.max_batch: raise JudgeConfigError(f"template {self.template.name} takes at most {self.template.max_batch} pairs")
-        self.base_url = (c.get('base_url') or None) and str(c['base_url']).rstrip('/')
-        self.url = self.base_url or 'https://api.openai.com/v1'
-        self.api_key_env = c.get('api_key_env') or 'OPENAI_API_KEY'
-        self.temperature = float(c.get('temperature', 0.0))
-        self.max_tokens = int(c.get('max_tokens') or 64)
-        self.timeout = float(c.get('timeout') or 60)
-        self.max_retries = int(c.get('max_retries', 6))
-        self.max_parse_retries = int(c.get('max_parse_retries', 2))
-        self.backoff_base = float(c.get('backoff_base', 1.0))
-        self.backoff_max = float(c.get('backoff_max', 60.0))
-        self.retry_after_max = float(c.get('retry_after_max', 120.0))
-        self.price = c.get('price') or {}
-        self.endpoint = get_endpoint(self.url, self.model)
-        self._client, self._lock = None, threading.Lock()
-        self.stats = Counter()                  # billed calls, retries by cause (for reports and tests)
-
-    def cache_identity(self):
-        return dict(backend='openai', base_url=self.url, model=self.model,
-                    template=self.template.text(), batch_size=self.batch_size, temperature=self.temperature,
-                    max_tokens=self.max_tokens, parser=self.template.reply)
-
-    @property
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                import openai
-                key = os.environ.get(self.api_key_env)
-                if not key:
-                    host = urlparse(self.base_url).hostname if self.base_url else None
-                    if host in _LOCAL_HOSTS or (host and host.endswith('.localhost')): key = 'EMPTY'
-                    else: raise JudgeConfigError(f"judge {self.name}: no API key; set the environment variable {self.api_key_env} "
-                                                 f"(base_url {self.url})")
-                self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
-            return self._client
-
-    def _price(self, usage) -> float:
-        if not isinstance(usage, Mapping) or not self.price: return 0.0
-        pt, ct = usage.get('prompt_tokens') or 0, usage.get('completion_tokens') or 0
-        return (pt * self.price.get('input', 0.0) + ct * self.price.get('output', 0.0)) / 1e6
-
-    def _wait(self, attempt:int, retry_after:float|None) -> float:
-        w = min(self.backoff_max, self.backoff_base * 2 ** attempt) * random.uniform(0.5, 1.0)
-        if retry_after is not None: w = max(w, min(retry_after, self.retry_after_max))
-        return w
-
-    def _post(self, messages, seed) -> tuple[str, float]:
-        "One request; the reply text and its price. Raises `_Malformed` for a body that is not a usable chat completion."
-        # the SDK's low-level `post` keeps its errors, auth and connection pool, and skips its typed request/response
-        # models, which cost more CPU than the rest of the request (this is what lets hundreds of requests be in flight)
-        body = self.client.post('/chat/completions', cast_to=str, body=dict(
-            model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=int(seed)))
-        try: resp = json.loads(body)
-        except (TypeError, ValueError): raise _Malformed(f"the body is not JSON ({len(body or '')} bytes)") from None
-        try: content = resp['choices'][0]['message']['content']
-        except (KeyError, IndexError, TypeError): raise _Malformed("no choices[0].message.content in the response") from None
-        if not isinstance(content, str) or not content.strip(): raise _Malformed("empty content")
-        return content, self._price(resp.get('usage'))
-
-    def complete(self, messages:list[dict], seed:int) -> tuple[str|None, float, str|None]:
-        """One reply, its price and, when there is no reply, why: 'transient' (retries exhausted) or 'rejected' (a 400).
-        Raises `JudgeConfigError` on 401/403/404 and `JudgeUnreachable` when the endpoint is refused, unknown or hung."""
-        import openai
-        client, ep, attempt = self.client, self.endpoint, 0
-        while True:
-            retry_after, connect = None, None
-            ep.acquire()
-            try:
-                content, price = self._post(messages, seed)
-                ep.answered(ok=True)
-                self.stats['billed'] += 1
-                return content, price, None
-            except openai.APIStatusError as ex:
-                code = ex.status_code
-                if code in FATAL_STATUS:
-                    raise JudgeConfigError(f"judge {self.name}: HTTP {code} from {self.url} for model "
-                                           f"{self.model!r} (bad key, no access, or unknown/retired model): {ex.message}") from None
-                ep.answered(ok=False)
-                if code in SLOW_DOWN_STATUS: ep.slow_down()
-                if code not in RETRY_STATUS:
-                    log.warning("judge %s: HTTP %s from %s, not retried: %s", self.name, code, self.url, ex.message)
-                    self.stats[f'http_{code}'] += 1
-                    return None, 0.0, 'rejected'
-                cause, retry_after = f'http_{code}', _retry_after(ex)
-            except openai.APITimeoutError: cause = 'timeout'          # (a subclass of APIConnectionError: caught first)
-            except openai.APIConnectionError as ex:
-                connect = _connect_failure(ex)
-                cause = 'refused' if connect else 'connection'        # else: dropped or reset mid-request, transient
-            except (JudgeConfigError, JudgeUnreachable): raise
-            except Exception as ex:                                   # non-JSON or truncated body, no choices, empty content
-                ep.answered(ok=False)
-                cause = 'bad_reply' if isinstance(ex, _Malformed) else f"malformed:{type(ex).__name__}"
-            finally: ep.release()
-            self.stats[cause] += 1
-            if cause == 'timeout': ep.timed_out(self.timeout)        # raises when the endpoint never answered anything
-            if connect: ep.connect_failed(connect)                    # raises once refused for longer than the connect budget
-            else: attempt += 1                                        # refusals are bounded by time, the rest by max_retries
-            if attempt > self.max_retries: break
-            w = random.uniform(0.1, 0.3) if connect else self._wait(attempt - 1, retry_after)
-            log.info("judge %s: %s, retry %d in %.2fs", self.name, cause, attempt, w)
-            if ep.stop.wait(w): raise JudgeUnreachable(ep.dead)       # another request found the endpoint dead: stop now
-        self.stats['gave_up'] += 1
-        log.info("judge %s: no usable reply from %s after %d attempts", self.name, self.url, attempt)
-        return None, 0.0, 'transient'
-
-    def _judge(self, examples, seed):
-        n, msgs = len(examples), self.template.render(examples)
-        prefs, raws, price, failure = [None] * n, [None] * n, 0.0, None
-        for k in range(self.max_parse_retries + 1):
-            text, p, failure = self.complete(msgs, seed + k)
-            price += p
-            if text is None: break
-            parsed = self.template.parse_reply(text, n)
-            for i, v in enumerate(parsed):
-                if prefs[i] is None: prefs[i], raws[i] = v, text
-                if raws[i] is None: raws[i] = text
-            if all(v is not None for v in prefs): break
-            self.stats['unparsed'] += 1
-        # why a pair has no preference: the endpoint gave no usable reply ('transient', 'rejected'), or the replies did not parse
-        failures = [None if v is not None else (failure or 'unparsed') for v in prefs]
-        return prefs, raws, price, failures
-
-# %% ../nbs/10_judges.ipynb #d3896a4d
-# The Alpaca prompt written as one template (part of a judge's cache identity); it renders exactly as `data.format_prompt`,
-# the single definition of the prompt that SFT and sampling use, so a judge scores outputs under the prompt they were sampled from.
-DEFAULT_PROMPT_FORMAT = ("Below is an instruction that describes a task{with_input}. Write a response that appropriately completes "
-                         "the request.\n\n### Instruction:\n{instruction}\n\n{input_block}### Response:\n")
-
-def _judge_prompt(fmt:str, instruction:str, input:str) -> str:
-    if fmt == DEFAULT_PROMPT_FORMAT: return format_prompt(instruction, input)
-    return (fmt.replace('{with_input}', ', paired with an input that provides further context' if input else '')
-               .replace('{input_block}', f"### Input:\n{input}\n\n" if input else '')
-               .replace('{instruction}', instruction).replace('{input}', input or ''))
-
-def _sigmoid(x): return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
-
-class _LocalModelJudge(Judge):
-    auto_class = ''
-    def __init__(self, config):
-        super().__init__(config)
-        c = self.config
-        self.model_path = str(c['model'])
-        self.beta = float(c.get('beta', 1.0))
-        self.prompt_format = c.get('prompt_format') or DEFAULT_PROMPT_FORMAT
-        self.device = c.get('device') or 'cpu'
-        self._model = self._tok = None
-        self._lock = threading.Lock()
-
-    def _load(self):
-        with self._lock:
-            if self._model is None:
-                import transformers
-                if not Path(self.model_path).exists(): raise JudgeConfigError(f"judge {self.name}: model folder {self.model_path} not found")
-                self._tok = transformers.AutoTokenizer.from_pretrained(self.model_path)
-                m = getattr(transformers, self.auto_class).from_pretrained(self.model_path, **self._load_kwargs())
-                self._model = m.to(self.device).eval()
-        return self._model, self._tok
-
-    def _load_kwargs(self): return {}
-    def _ident(self): return dict(backend=self.backend, model=str(Path(self.model_path).resolve()), beta=self.beta, prompt_format=self.prompt_format)
-    def _scores(self, prompt, outputs) -> list[float]: raise NotImplementedError
-
-    def _judge(self, examples, seed):
-        prefs, raws = [], []
-        for e in examples:
-            prompt = _judge_prompt(self.prompt_format, e['instruction'], e.get('input') or '')
-            s1, s2 = self._scores(prompt, [e['output_1'], e['output_2']])
-            prefs.append(1.0 + _sigmoid(self.beta * (s2 - s1)))
-            raws.append(json.dumps({'score_1': s1, 'score_2': s2}))
-        return prefs, raws, 0.0
-
-class HFLogprobJudge(_LocalModelJudge):
-    "Preference from the log-probabilities a local causal LM gives the two outputs."
-    backend, auto_class = 'hf_logprob', 'AutoModelForCausalLM'
-    def __init__(self, config):
-        super().__init__(config)
-        self.aggregate = self.config.get('aggregate', 'mean')
-    def cache_identity(self): return dict(self._ident(), aggregate=self.aggregate)
-
-    def _scores(self, prompt, outputs):
-        # The one log-prob function (sampling.score_texts) encodes prompt and outputs exactly as SFT and sampling do
-        # (BOS + prompt, output tokens + EOS). Imported here: a plugin backend of this earlier module.
-        from alpacafarm_nb.sampling import score_texts
-        model, tok = self._load()
-        res = score_texts(model, tok, [prompt] * len(outputs), list(outputs))
-        return [r['logprob'] / max(1, r['n_tokens']) if self.aggregate == 'mean' else r['logprob'] for r in res]
-
-class RewardModelJudge(_LocalModelJudge):
-    "Preference from the score difference of a sequence-classification (reward) model with one label."
-    backend, auto_class = 'reward_model', 'AutoModelForSequenceClassification'
-    def _load_kwargs(self): return dict(num_labels=1)
-    def cache_identity(self): return self._ident()
-
-    def _scores(self, prompt, outputs):
-        # The reward model's own scoring (methods.reward_model): the policy's encoding (BOS + prompt, output + EOS), the
-        # reward read at the last non-pad token. Imported here: a plugin backend of this earlier module.
-        from alpacafarm_nb.methods.reward_model import reward_texts
-        return reward_texts(self._load(), [prompt] * len(outputs), list(outputs))
-
 # %% ../nbs/10_judges.ipynb #5d8b0e86
-JUDGE_CLASSES = {'openai': OpenAIJudge, 'hf_logprob': HFLogprobJudge, 'reward_model': RewardModelJudge, 'python': PythonJudge}
+# backend -> its class, or where it lives ('module:Class'), imported when a pool uses it: a backend of a later notebook
+# (the API client, local models) is named here the way a pool YAML names a `python` judge's function, never imported
+JUDGE_CLASSES = {'python': PythonJudge, 'openai': 'alpacafarm_nb.judge_client:OpenAIJudge',
+                 'hf_logprob': 'alpacafarm_nb.local_judges:HFLogprobJudge', 'reward_model': 'alpacafarm_nb.local_judges:RewardModelJudge'}
+
+def judge_class(backend:str) -> type:
+    "The judge class of `backend` (a key of `JUDGE_CLASSES`)."
+    cls = JUDGE_CLASSES[backend]
+    return _import_function(cls, 'judge backend') if isinstance(cls, str) else cls
 
 def make_judge(config:Mapping, base_url:str|None=None, model:str|None=None, prices:Mapping|None=None, **overrides) -> Judge:
     "A judge from an annotator entry; `base_url`, `model` and other keyword overrides (None ignored) replace its fields."
@@ -758,166 +454,4 @@ def make_judge(config:Mapping, base_url:str|None=None, model:str|None=None, pric
     if 'name' not in c: c['name'] = c.get('template') or c['backend']
     try: _check_entry({k: v for k, v in c.items() if k not in ('tier', 'price', 'pool')}, None, repr(c['name']))
     except PoolConfigError as ex: raise JudgeConfigError(str(ex)) from None
-    return JUDGE_CLASSES[c['backend']](c)
-
-# %% ../nbs/10_judges.ipynb #07e9c892
-FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
-
-def _http_server(address, handler):
-    "A threading HTTP server for many clients at once (imported here: clients of the judges never need http.server)."
-    import sys
-    from http.server import ThreadingHTTPServer
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
-        daemon_threads, block_on_close = True, False
-        def handle_error(self, request, client_address):
-            if not isinstance(sys.exc_info()[1], ConnectionError): super().handle_error(request, client_address)   # a client that left
-    return Server(address, handler)
-
-class ChatSimulationServer:
-    "An OpenAI-compatible chat server answering as simulated judges via `decide(model, examples, seed)`; with fault injection."
-    def __init__(self, decide:Callable, host:str='127.0.0.1', port:int=0, templates:Mapping|Sequence|None=None,
-                 latency:float=0.0, fault_rates:Mapping|None=None, fault_schedule:Sequence|None=None, fault_seed:int=0,
-                 hang_seconds:float=30.0, retry_after:str|float='1', models:Sequence[str]|None=None, record:bool=True):
-        self.decide = decide
-        ts = templates if templates is not None else TEMPLATES
-        self.templates = list(ts.values()) if isinstance(ts, Mapping) else list(ts)
-        self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
-        self.fault_rates = dict(fault_rates or {})
-        bad = set(self.fault_rates) | set(fault_schedule or []) - {None}
-        if bad - set(FAULT_KINDS): raise ValueError(f"unknown fault kinds {sorted(bad - set(FAULT_KINDS))}; known: {FAULT_KINDS}")
-        self.fault_schedule, self.fault_seed = list(fault_schedule or []), fault_seed
-        self.models, self.record = list(models or []), record
-        self.calls = self.billed = 0
-        self.faults, self.billed_examples, self.seeds = Counter(), [], []
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._httpd = _http_server((host, port), self._handler())
-        self._thread = None
-
-    @property
-    def port(self) -> int: return self._httpd.server_address[1]
-    @property
-    def base_url(self) -> str: return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
-
-    def fault_for(self, call_index:int) -> str|None:
-        "The fault to serve for the `call_index`-th request (0-based), or None. Override for other schedules."
-        if call_index < len(self.fault_schedule): return self.fault_schedule[call_index]
-        if not self.fault_rates: return None
-        u, acc = random.Random(f"{self.fault_seed}:{call_index}").random(), 0.0
-        for kind, rate in self.fault_rates.items():
-            acc += rate
-            if u < acc: return kind
-        return None
-
-    def start(self) -> 'ChatSimulationServer':
-        "Serve in a background (daemon) thread."
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self): self._httpd.serve_forever()
-
-    def close(self):
-        self._stop.set()
-        self._httpd.shutdown(); self._httpd.server_close()
-
-    def __enter__(self): return self.start()
-    def __exit__(self, *a): self.close()
-
-    def answer(self, body:dict) -> tuple[int, dict, list, int|None]:
-        "Status, JSON body, the examples read and the seed, for a chat-completions request (no faults)."
-        msgs, model = body.get('messages'), body.get('model') or ''
-        if not isinstance(msgs, list) or not msgs: return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
-        if self.models and model not in self.models: return 404, _err(f"The model `{model}` does not exist", 'model_not_found'), [], None
-        t = next((t for t in self.templates if t.matches(msgs)), None)
-        if t is None: return 400, _err("prompt not rendered by any known judge template", 'invalid_request_error'), [], None
-        try: examples = t.extract_examples(msgs)
-        except ValueError as ex: return 400, _err(f"cannot read the prompt: {ex}", 'invalid_request_error'), [], None
-        seed = int(body.get('seed') or 0)
-        try: prefs = list(self.decide(model, examples, seed))
-        except KeyError as ex: return 404, _err(f"The model `{model}` does not exist ({ex})", 'model_not_found'), [], None
-        content = t.format_reply(prefs)
-        prompt_chars = sum(len(str(m.get('content') or '')) for m in msgs)
-        return 200, dict(id=f"chatcmpl-{uuid.uuid4().hex[:12]}", object='chat.completion', created=int(time.time()), model=model,
-                         choices=[dict(index=0, message=dict(role='assistant', content=content), finish_reason='stop')],
-                         usage=dict(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(content) // 4 + 1,
-                                    total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
-
-    def _handler(self):
-        from http.server import BaseHTTPRequestHandler
-        server = self
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-            def log_message(self, *a): pass
-            def setup(self):
-                super().setup()   # headers and body go out in separate writes: without TCP_NODELAY, Nagle adds ~40 ms
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            def _send(self, code, obj=None, raw=None, headers=()):
-                data = raw if raw is not None else json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(data)))
-                for k, v in headers: self.send_header(k, v)
-                self.end_headers(); self.wfile.write(data)
-            def do_GET(self):
-                if self.path.rstrip('/') in ('/v1/models', '/models'):
-                    self._send(200, dict(object='list', data=[dict(id=m, object='model', owned_by='alpacafarm') for m in server.models]))
-                else: self._send(404, _err('not found', 'not_found'))
-            def do_POST(self):
-                n = int(self.headers.get('Content-Length') or 0)
-                raw = self.rfile.read(n)
-                if self.path.rstrip('/') not in ('/v1/chat/completions', '/chat/completions'):
-                    return self._send(404, _err('not found', 'not_found'))
-                with server._lock:
-                    idx = server.calls; server.calls += 1
-                fault = server.fault_for(idx)
-                if fault: 
-                    with server._lock: server.faults[fault] += 1
-                if server.latency: time.sleep(server.latency)
-                if fault == 'hang':
-                    server._stop.wait(server.hang_seconds)
-                    self.close_connection = True
-                    return
-                if fault == '429': return self._send(429, _err('Rate limit reached; slow down', 'rate_limit_exceeded'), headers=[('Retry-After', str(server.retry_after))])
-                if fault == '500': return self._send(500, _err('The server had an error', 'server_error'))
-                if fault == 'nonjson': return self._send(200, raw=b'<html><body>502 Bad Gateway</body></html>')
-                try: body = json.loads(raw)
-                except json.JSONDecodeError: return self._send(400, _err('body is not JSON', 'invalid_request_error'))
-                code, obj, examples, seed = server.answer(body)
-                if code != 200: return self._send(code, obj)
-                if fault == 'empty': obj['choices'][0]['message']['content'] = ''
-                elif fault == 'truncated':   # the connection drops mid-body: half of the JSON arrives, unbilled
-                    data = json.dumps(obj).encode()
-                    return self._send(code, raw=data[:len(data) // 2])
-                elif fault == 'unparsable': obj['choices'][0]['message']['content'] = 'Both outputs have their merits.'
-                else:
-                    with server._lock:
-                        server.billed += 1
-                        if server.record: server.billed_examples.extend(examples); server.seeds.append(seed)
-                self._send(code, obj)
-        return Handler
-
-def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
-
-# %% ../nbs/10_judges.ipynb #e4458705
-def make_tiny_models(folder:str|Path, corpus:Sequence[str]|None=None) -> dict[str, Path]:
-    "Save a tiny random GPT-2 causal LM and a 1-label reward model (with a byte-level BPE tokenizer) under `folder` (for tests)."
-    from tokenizers import ByteLevelBPETokenizer
-    import transformers, torch
-    folder = Path(folder)
-    corpus = list(corpus or ["Below is an instruction that describes a task. Write a response.", "### Instruction:\n### Response:\n",
-                             "Hello there friend, the capital of France is Paris.", "1, 2, 3, 4, 5, 6, 7, 8, 9"])
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1, special_tokens=['<|endoftext|>'])
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token='<|endoftext|>', pad_token='<|endoftext|>',
-                                               bos_token='<|endoftext|>', unk_token='<|endoftext|>')
-    cfg = transformers.GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                                  eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    out = {}
-    for kind, cls in [('lm', transformers.GPT2LMHeadModel), ('rm', transformers.GPT2ForSequenceClassification)]:
-        c = transformers.GPT2Config(**{k: v for k, v in cfg.to_dict().items() if k not in ('id2label', 'label2id')}, num_labels=1) if kind == 'rm' else cfg
-        p = folder/kind
-        cls(c).save_pretrained(p); tok.save_pretrained(p)
-        out[kind] = p
-    return out
+    return judge_class(c['backend'])(c)

@@ -6,13 +6,154 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
 # %% ../nbs/12_judge_server.ipynb #b4293978
 from __future__ import annotations
-import argparse, errno, signal, sys, threading
+import argparse, errno, json, random, signal, socket, sys, threading, time, uuid
+from collections import Counter
+from typing import Callable, Mapping, Sequence
 
-from .judges import ChatSimulationServer
+from .judges import TEMPLATES
 from .pocket_judges import pocket_decide, POCKET_MODEL_IDS
 
 # %% auto #0
-__all__ = ['make_pocket_server', 'serve_judges_cli']
+__all__ = ['FAULT_KINDS', 'ChatSimulationServer', 'make_pocket_server', 'serve_judges_cli']
+
+# %% ../nbs/12_judge_server.ipynb #07e9c892
+FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
+
+def _http_server(address, handler):
+    "A threading HTTP server for many clients at once (imported here: clients of the judges never need http.server)."
+    import sys
+    from http.server import ThreadingHTTPServer
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
+        daemon_threads, block_on_close = True, False
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError): super().handle_error(request, client_address)   # a client that left
+    return Server(address, handler)
+
+class ChatSimulationServer:
+    "An OpenAI-compatible chat server answering as simulated judges via `decide(model, examples, seed)`; with fault injection."
+    def __init__(self, decide:Callable, host:str='127.0.0.1', port:int=0, templates:Mapping|Sequence|None=None,
+                 latency:float=0.0, fault_rates:Mapping|None=None, fault_schedule:Sequence|None=None, fault_seed:int=0,
+                 hang_seconds:float=30.0, retry_after:str|float='1', models:Sequence[str]|None=None, record:bool=True):
+        self.decide = decide
+        ts = templates if templates is not None else TEMPLATES
+        self.templates = list(ts.values()) if isinstance(ts, Mapping) else list(ts)
+        self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
+        self.fault_rates = dict(fault_rates or {})
+        bad = set(self.fault_rates) | set(fault_schedule or []) - {None}
+        if bad - set(FAULT_KINDS): raise ValueError(f"unknown fault kinds {sorted(bad - set(FAULT_KINDS))}; known: {FAULT_KINDS}")
+        self.fault_schedule, self.fault_seed = list(fault_schedule or []), fault_seed
+        self.models, self.record = list(models or []), record
+        self.calls = self.billed = 0
+        self.faults, self.billed_examples, self.seeds = Counter(), [], []
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._httpd = _http_server((host, port), self._handler())
+        self._thread = None
+
+    @property
+    def port(self) -> int: return self._httpd.server_address[1]
+    @property
+    def base_url(self) -> str: return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
+
+    def fault_for(self, call_index:int) -> str|None:
+        "The fault to serve for the `call_index`-th request (0-based), or None. Override for other schedules."
+        if call_index < len(self.fault_schedule): return self.fault_schedule[call_index]
+        if not self.fault_rates: return None
+        u, acc = random.Random(f"{self.fault_seed}:{call_index}").random(), 0.0
+        for kind, rate in self.fault_rates.items():
+            acc += rate
+            if u < acc: return kind
+        return None
+
+    def start(self) -> 'ChatSimulationServer':
+        "Serve in a background (daemon) thread."
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self): self._httpd.serve_forever()
+
+    def close(self):
+        self._stop.set()
+        self._httpd.shutdown(); self._httpd.server_close()
+
+    def __enter__(self): return self.start()
+    def __exit__(self, *a): self.close()
+
+    def answer(self, body:dict) -> tuple[int, dict, list, int|None]:
+        "Status, JSON body, the examples read and the seed, for a chat-completions request (no faults)."
+        msgs, model = body.get('messages'), body.get('model') or ''
+        if not isinstance(msgs, list) or not msgs: return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
+        if self.models and model not in self.models: return 404, _err(f"The model `{model}` does not exist", 'model_not_found'), [], None
+        t = next((t for t in self.templates if t.matches(msgs)), None)
+        if t is None: return 400, _err("prompt not rendered by any known judge template", 'invalid_request_error'), [], None
+        try: examples = t.extract_examples(msgs)
+        except ValueError as ex: return 400, _err(f"cannot read the prompt: {ex}", 'invalid_request_error'), [], None
+        seed = int(body.get('seed') or 0)
+        try: prefs = list(self.decide(model, examples, seed))
+        except KeyError as ex: return 404, _err(f"The model `{model}` does not exist ({ex})", 'model_not_found'), [], None
+        content = t.format_reply(prefs)
+        prompt_chars = sum(len(str(m.get('content') or '')) for m in msgs)
+        return 200, dict(id=f"chatcmpl-{uuid.uuid4().hex[:12]}", object='chat.completion', created=int(time.time()), model=model,
+                         choices=[dict(index=0, message=dict(role='assistant', content=content), finish_reason='stop')],
+                         usage=dict(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(content) // 4 + 1,
+                                    total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
+
+    def _handler(self):
+        from http.server import BaseHTTPRequestHandler
+        server = self
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+            def log_message(self, *a): pass
+            def setup(self):
+                super().setup()   # headers and body go out in separate writes: without TCP_NODELAY, Nagle adds ~40 ms
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            def _send(self, code, obj=None, raw=None, headers=()):
+                data = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                for k, v in headers: self.send_header(k, v)
+                self.end_headers(); self.wfile.write(data)
+            def do_GET(self):
+                if self.path.rstrip('/') in ('/v1/models', '/models'):
+                    self._send(200, dict(object='list', data=[dict(id=m, object='model', owned_by='alpacafarm') for m in server.models]))
+                else: self._send(404, _err('not found', 'not_found'))
+            def do_POST(self):
+                n = int(self.headers.get('Content-Length') or 0)
+                raw = self.rfile.read(n)
+                if self.path.rstrip('/') not in ('/v1/chat/completions', '/chat/completions'):
+                    return self._send(404, _err('not found', 'not_found'))
+                with server._lock:
+                    idx = server.calls; server.calls += 1
+                fault = server.fault_for(idx)
+                if fault: 
+                    with server._lock: server.faults[fault] += 1
+                if server.latency: time.sleep(server.latency)
+                if fault == 'hang':
+                    server._stop.wait(server.hang_seconds)
+                    self.close_connection = True
+                    return
+                if fault == '429': return self._send(429, _err('Rate limit reached; slow down', 'rate_limit_exceeded'), headers=[('Retry-After', str(server.retry_after))])
+                if fault == '500': return self._send(500, _err('The server had an error', 'server_error'))
+                if fault == 'nonjson': return self._send(200, raw=b'<html><body>502 Bad Gateway</body></html>')
+                try: body = json.loads(raw)
+                except json.JSONDecodeError: return self._send(400, _err('body is not JSON', 'invalid_request_error'))
+                code, obj, examples, seed = server.answer(body)
+                if code != 200: return self._send(code, obj)
+                if fault == 'empty': obj['choices'][0]['message']['content'] = ''
+                elif fault == 'truncated':   # the connection drops mid-body: half of the JSON arrives, unbilled
+                    data = json.dumps(obj).encode()
+                    return self._send(code, raw=data[:len(data) // 2])
+                elif fault == 'unparsable': obj['choices'][0]['message']['content'] = 'Both outputs have their merits.'
+                else:
+                    with server._lock:
+                        server.billed += 1
+                        if server.record: server.billed_examples.extend(examples); server.seeds.append(seed)
+                self._send(code, obj)
+        return Handler
+
+def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
 
 # %% ../nbs/12_judge_server.ipynb #b79a3161
 def make_pocket_server(host:str='127.0.0.1', port:int=0, **kwargs) -> ChatSimulationServer:

@@ -1,6 +1,6 @@
 """Annotation throughput against a local OpenAI-compatible judge server, ours and alpaca_eval's (not a test: it prints figures).
 
-Starts `alpacafarm_nb.judges.ChatSimulationServer` in a separate process with a fixed latency per request, then times
+Starts `alpacafarm_nb.serve.ChatSimulationServer` in a separate process with a fixed latency per request, then times
 whole processes, cold (a fresh cache, so every pair is a request), each one pair per request with the greedy prompt:
 
 - ours: `alpacafarm annotate --pairs PAIRS --annotator greedy --base-url URL` (default concurrency);
@@ -34,7 +34,8 @@ from pathlib import Path
 
 SERVER = """
 import sys
-from alpacafarm_nb.judges import ChatSimulationServer, prefer_longer
+from alpacafarm_nb.judges import prefer_longer
+from alpacafarm_nb.serve import ChatSimulationServer
 srv = ChatSimulationServer(lambda model, exs, seed: [prefer_longer(e, tie=1.0) for e in exs], latency=float(sys.argv[1]), record=False)
 print(srv.base_url, flush=True)
 srv.serve_forever()

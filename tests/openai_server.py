@@ -1,6 +1,6 @@
 """A fault-injecting OpenAI-compatible judge server for tests and benchmarks.
 
-A thin wrapper over `alpacafarm_nb.judges.ChatSimulationServer` (a real HTTP server on 127.0.0.1, random free port)
+A thin wrapper over `alpacafarm_nb.serve.ChatSimulationServer` (a real HTTP server on 127.0.0.1, random free port)
 whose simulated judge prefers the longer output unless given another `decide`. Import it from tests (pytest puts
 the tests/ folder on sys.path because tests/ has a conftest.py and no __init__.py):
 
@@ -10,7 +10,7 @@ the tests/ folder on sys.path because tests/ has a conftest.py and no __init__.p
         ...
         srv.calls, srv.billed, srv.faults, srv.billed_examples
 
-Fault kinds (alpacafarm_nb.judges.FAULT_KINDS): '429' (with Retry-After), '500', 'hang' (holds the connection past
+Fault kinds (alpacafarm_nb.serve.FAULT_KINDS): '429' (with Retry-After), '500', 'hang' (holds the connection past
 the client's timeout, then closes it; `fault_rates={'hang': 1.0}` is a server that accepts connections and never
 answers), 'nonjson' (200 with a non-JSON body), 'empty' (200 with empty content), 'truncated' (200 whose JSON body stops
 halfway), 'unparsable' (200 with a well-formed reply the template cannot read). Give `fault_rates` (probabilities per request, drawn
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-from alpacafarm_nb.judges import ChatSimulationServer, FAULT_KINDS, prefer_longer
+from alpacafarm_nb.judges import prefer_longer
+from alpacafarm_nb.serve import ChatSimulationServer, FAULT_KINDS
 
 __all__ = ['FakeJudgeServer', 'FAULT_KINDS', 'longer_wins']
 

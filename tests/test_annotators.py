@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import warnings
 
 from alpacafarm_nb.annotators import AnnotatorPool, annotate_pairs
 from alpacafarm_nb.core import read_records, write_records
@@ -354,15 +355,18 @@ def test_batched_prompts_are_used_over_http(tmp_path):
     assert df["preference"].tolist() == [expected(p) for p in pairs]
 
 
-def test_one_broken_annotator_does_not_kill_the_pool(tmp_path):
-    """A retired model (HTTP 404) loses only its own pairs."""
+def test_one_broken_annotator_does_not_kill_the_pool(tmp_path, capsys):
+    """A retired model (HTTP 404) loses only its own pairs, said in one line on stderr naming the judge (no Python warning)."""
     pool = {"name": "two", "models": {"ok": "good-model", "gone": "retired-model"},
             "defaults": {"backend": "openai", "timeout": 2, "backoff_base": 0.01},
             "annotators": [{"name": "alive", "model": "ok", "template": "greedy"},
                            {"name": "retired", "model": "gone", "template": "greedy"}]}
     pairs = make_pairs(30)
-    with FakeJudgeServer(models=["good-model"]) as srv, pytest.warns(UserWarning, match="cannot work as configured"):
+    with FakeJudgeServer(models=["good-model"]) as srv, warnings.catch_warnings():
+        warnings.simplefilter("error")
         df = annotate_pairs(pairs, pool, base_url=srv.base_url, cache_path=tmp_path / "c.sqlite", progress=False)
+    err = [l for l in capsys.readouterr().err.splitlines() if "cannot work" in l]
+    assert len(err) == 1 and "(retired)" in err[0] and "retired-model" in err[0] and "404" in err[0], err
     alive = df["annotator"] == "alive"
     assert 5 < alive.sum() < 25
     assert df.loc[alive, "preference"].tolist() == [expected(p) for p, a in zip(pairs, alive) if a]

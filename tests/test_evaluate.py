@@ -163,16 +163,20 @@ def test_options_that_would_be_ignored_are_errors(cli_env, tmp_path, args, expec
 
 
 def test_length_controlled_on_too_few_rows_warns(cli_env, tmp_path):
-    """One or two rows per model cannot identify the GLM: no LC value (and no absurd standard error), a clear warning."""
-    rows = _rows()[:2] + [dict(r, generator_2="m2") for r in _rows()[:1]]
+    """A model with one or two rows cannot identify the GLM: among models that can, it gets no LC value (and no absurd
+    standard error) and a clear warning; when no model has enough rows, --lc is an error naming the file (tests/test_errors.py)."""
+    many = [dict(r, instruction=f"q{i}", output_2="x" * (i % 9 + 1), preference=[1, 2, 1.5, 2][i % 4])
+            for i, r in enumerate(_rows() * 5)]                                     # 30 rows of m
+    rows = many + [dict(r, generator_2="m2") for r in _rows()[:1]] + [dict(r, generator_2="m3") for r in _rows()[:2]]
     f = tmp_path / "a.json"; f.write_text(json.dumps(rows))
     out = tmp_path / "lb.csv"
     r = run([f, "--lc", "--out", out], cli_env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "m: only 2 judged rows; the length-controlled win rate needs at least 20" in r.stderr
+    assert "m3: only 2 judged rows; the length-controlled win rate needs at least 20" in r.stderr
     assert "m2: only 1 judged rows" in r.stderr
     lb = pd.read_csv(out, index_col=0)
-    assert lb["length_controlled_winrate"].isna().all() and lb["lc_standard_error"].isna().all()
+    assert lb.loc[["m2", "m3"], "length_controlled_winrate"].isna().all() and lb.loc[["m2", "m3"], "lc_standard_error"].isna().all()
+    assert lb.loc["m", ["length_controlled_winrate", "lc_standard_error"]].notna().all()
 
 
 def test_difficulty_file(shared, cli_env, tmp_path):

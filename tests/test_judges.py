@@ -1,4 +1,4 @@
-"""The OpenAI backend of alpacafarm_nb.judges against a real local HTTP server (tests/openai_server.py), with faults."""
+"""The OpenAI backend (alpacafarm_nb.judge_client) against a real local HTTP server (tests/openai_server.py), with faults."""
 import json
 import threading
 import time
@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from alpacafarm_nb.judges import (Endpoint, JudgeConfigError, JudgeUnreachable, OpenAIJudge, TEMPLATES, load_pool_config,
-                                  make_judge, prefer_longer)
+from alpacafarm_nb.judges import JudgeConfigError, JudgeUnreachable, TEMPLATES, load_pool_config, make_judge, prefer_longer
+from alpacafarm_nb.judge_client import Endpoint, OpenAIJudge
 from openai_server import FakeJudgeServer
 
 FAST = dict(backoff_base=0.001, backoff_max=0.01, timeout=2.0)
