@@ -217,7 +217,7 @@ def _curve_fits(points:pd.DataFrame, ys:Sequence[str], n_boot:int, seed:int, min
             row = dict(method=method, feedback=feedback, y=col, form=form, n=n, baseline=float(base[col]), fitted=False)
             left_out = f", {dropped} more at KL <= 0 left out" if dropped else ''
             if n < min_points or distinct < 2:
-                why = f"{n} points{left_out}; {min_points} needed" if n < min_points else f"only {distinct} distinct KL > 0"
+                why = f"{n} point{'s' * (n != 1)}{left_out}; {min_points} needed" if n < min_points else f"only {distinct} distinct KL > 0"
                 out.append((row | dict(note=f"not fitted ({why})"), None)); continue
             try:
                 f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]), keep_boot=True)
@@ -301,12 +301,12 @@ def _band(fig, x, low, high, color:str, row:int, col:int, name:str, group:str):
                     line=dict(width=0, color=color), name=name, legendgroup=group, showlegend=False, hoverinfo='skip', row=row, col=col)
 
 def _fit_summary(method:str, f:Mapping) -> str:
-    "One line for a panel's box: what the fit of this method's curve says, or why there is none."
-    if not f['fitted']: return f"{method}: {f['note']}"
-    if not f['has_peak']: return f"{method}: no peak (the fit keeps rising; {f['n']} points)"
-    where = f"KL {f['peak_kl']:.2f} [{f['peak_low'] ** 2:.2f}, {f['peak_high'] ** 2:.2g}]"
-    gain = f"{f['peak_value']:+.1f} [{f['peak_value_low']:+.1f}, {f['peak_value_high']:+.1f}] points"
-    return f"{method}: peak at {where}, {gain}" + ('' if f['peak_in_range'] else ' (beyond the range measured)') + f"; {f['n']} points"
+    "Two short lines for the text under a panel: what the fit of this method's curve says, or why there is none."
+    if not f['fitted']: return f"<b>{method}</b>: {f['note']}"
+    if not f['has_peak']: return f"<b>{method}</b> ({f['n']} points): no peak, the fit keeps rising"
+    where = f"peak at KL {f['peak_kl']:.3g} [{f['peak_low'] ** 2:.3g}, {f['peak_high'] ** 2:.3g}]"
+    gain = f"gain {f['peak_value']:+.1f} [{f['peak_value_low']:+.1f}, {f['peak_value_high']:+.1f}] points"
+    return f"<b>{method}</b> ({f['n']} points): {where},<br>   {gain}" + ('' if f['peak_in_range'] else ', beyond the range measured')
 
 def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_METHODS, feedback_judge:Mapping|None=None,
                             min_points:int=MIN_FIT_POINTS, n_boot:int=1000, seed:int=0, ci:float=0.95):
@@ -333,7 +333,7 @@ def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_
         lines = []
         for m in methods:
             g = p[p['method'] == m].sort_values('x')
-            if not len(g): lines.append(f"{m}: no points"); continue
+            if not len(g): lines.append(f"<b>{m}</b>: no points"); continue
             color, se, sse = colors[m], g[_se_name(judge)], g[_se_name(judge, 'seed_se')]
             hover = [f"{m}, {fb} feedback<br>{xn} = {x}<br>KL {kl:.3f}, proxy reward {pr:.3f}<br>win rate {w:.1f}%"
                      + (f" ± {s:.1f} (SE, instructions)" if np.isfinite(s) else '') + (f"<br>± {ss:.1f} (SE over {k} seeds)" if np.isfinite(ss) else '')
@@ -356,9 +356,9 @@ def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_
                                 name=f'{m}: Gao fit', legendgroup=m, showlegend=False, row=2, col=c,
                                 hovertemplate=f"{m}: Gao {f['form']} fit, a={f['a']:.2f} [{f['a_low']:.2f}, {f['a_high']:.2f}], "
                                               f"b={f['b']:.2f} [{f['b_low']:.2f}, {f['b_high']:.2f}]<extra></extra>")
-        axis = str(len(feedbacks) + c)   # the bottom row's axes: the box goes with the fits
-        fig.add_annotation(text='<br>'.join(lines), xref=f'x{axis} domain', yref=f'y{axis} domain', x=0.01, y=0.99, xanchor='left',
-                           yanchor='top', showarrow=False, align='left', font=dict(size=10), bgcolor='rgba(255,255,255,0.8)')
+        axis = str(len(feedbacks) + c)   # the bottom row's axes: what the fits say goes under them
+        fig.add_annotation(text='<br>'.join(lines), xref=f'x{axis} domain', yref=f'y{axis} domain', x=0, y=-0.2, xanchor='left',
+                           yanchor='top', showarrow=False, align='left', font=dict(size=11))
         fig.update_xaxes(title_text='proxy reward (the reward model optimised)', row=1, col=c)
         fig.update_xaxes(title_text='sqrt(KL to SFT10k)', row=2, col=c)
     fig.update_yaxes(title_text='win rate (%)', col=1)
@@ -366,7 +366,8 @@ def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_
     seeds = f"; bands: ± 1 SE over {int(pts['n_seeds'].max())} seeds" if (pts['n_seeds'] > 1).any() else '; one seed'
     fig.update_layout(title=f"Over-optimisation (AlpacaFarm's Figure 4): win rate against proxy reward and sqrt(KL)<br><sub>{bars}{seeds}; "
                             f"dashed: Gao et al.'s fit with its {ci:.0%} bootstrap band, only for curves of {min_points} points or more</sub>",
-                      height=820, width=max(700, 430 * len(feedbacks)), legend=dict(orientation='h', y=-0.08))
+                      height=940, width=max(700, 440 * len(feedbacks)), margin=dict(t=130, b=190),
+                      legend=dict(orientation='h', x=1, xanchor='right', y=0.99, yanchor='top', yref='container'))
     return fig
 
 # %% ../nbs/50_analysis.ipynb #f187e1b9
