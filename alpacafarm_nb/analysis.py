@@ -18,9 +18,9 @@ OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'w
 
 # %% auto #0
 __all__ = ['METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'CORRELATIONS', 'OPTIONAL_METHODS_COLUMNS', 'GAO_FORMS', 'JUDGES', 'FIT_COLUMNS',
-           'MIN_FIT_POINTS', 'PALETTE', 'JUDGE_NAMES', 'FEEDBACK_JUDGE', 'FIGURE4_METHODS', 'DIFF_JUDGES',
-           'ranking_correlation', 'simulated_vs_human', 'gao_bon', 'gao_rl', 'gao_peak', 'fit_gao', 'curve_points',
-           'overoptimization_fits', 'standard_errors_from_leaderboard', 'overoptimization_figure',
+           'MIN_FIT_POINTS', 'PALETTE', 'JUDGE_NAMES', 'FEEDBACK_JUDGE', 'FIGURE4_METHODS', 'MARKER_SYMBOLS',
+           'DIFF_JUDGES', 'ranking_correlation', 'simulated_vs_human', 'gao_bon', 'gao_rl', 'gao_peak', 'fit_gao',
+           'curve_points', 'overoptimization_fits', 'standard_errors_from_leaderboard', 'overoptimization_figure',
            'overoptimization_panels', 'ranking_figure', 'paired_difference_figure']
 
 # %% ../nbs/50_analysis.ipynb #aafbeb98
@@ -371,8 +371,10 @@ def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_
     return fig
 
 # %% ../nbs/50_analysis.ipynb #f187e1b9
+MARKER_SYMBOLS = ['circle', 'square', 'diamond', 'triangle-up', 'x']
+
 def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
-    "Scatter of `simulated_vs_human` pairs with method labels and the identity line; correlations (from `ranking_correlation`) in the title."
+    "Scatter of `simulated_vs_human` pairs, one legend entry per method (a label where there is room), the identity line; correlations (from `ranking_correlation`) in the title."
     import plotly.graph_objects as go
     fig = go.Figure()
     vals = pairs[['simulated', 'human']].to_numpy(dtype=float)
@@ -381,10 +383,15 @@ def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode='lines', line=dict(color='grey', dash='dot'), name='y = x', hoverinfo='skip')
     seeds = 'simulated_seed_se' in pairs and 'human_seed_se' in pairs and pairs[['simulated_seed_se', 'human_seed_se']].notna().any().any()
     kind = '_seed_se' if seeds else '_se'
-    bars = lambda side: dict(type='data', array=pairs[side + kind].fillna(0), thickness=1) if side + kind in pairs else None
-    fig.add_scatter(x=pairs['simulated'], y=pairs['human'], mode='markers+text', text=pairs['method'], textposition='top center',
-                    error_x=bars('simulated'), error_y=bars('human'), name='methods', customdata=pairs[['method']].to_numpy(),
-                    hovertemplate='%{customdata[0]}<br>simulated %{x:.1f}%<br>human %{y:.1f}%<extra></extra>')
+    bars = lambda side, i: dict(type='data', array=[float(pairs[side + kind].fillna(0).iloc[i])], thickness=1) if side + kind in pairs else None
+    # a label next to a point only where it has room (no other point within 6% of the axis range); every point is in the legend
+    gap = np.sqrt(((vals[:, None, :] - vals[None, :, :]) ** 2).sum(-1)) + np.diag(np.full(len(vals), np.inf))
+    roomy = gap.min(axis=1) > 0.06 * (hi - lo) if len(vals) > 1 else np.ones(len(vals), bool)
+    for i, (m, x, y) in enumerate(zip(pairs['method'], vals[:, 0], vals[:, 1])):
+        fig.add_scatter(x=[x], y=[y], mode='markers+text' if roomy[i] else 'markers', text=[m], textposition='top center', name=str(m),
+                        marker=dict(size=9, color=PALETTE[i % len(PALETTE)], symbol=MARKER_SYMBOLS[(i // len(PALETTE)) % len(MARKER_SYMBOLS)]),
+                        error_x=bars('simulated', i), error_y=bars('human', i),
+                        hovertemplate=f'{m}<br>simulated %{{x:.1f}}%<br>human %{{y:.1f}}%<extra></extra>')
     sub = []
     if corr:
         sub.append(', '.join(f"{k.capitalize()} {corr[k]['value']:.2f} [{corr[k]['ci_low']:.2f}, {corr[k]['ci_high']:.2f}]"
@@ -393,7 +400,7 @@ def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
     elif 'simulated_se' in pairs: sub.append('error bars: ± 1 SE over instructions')
     title = 'Simulated vs human: win rate of each method' + ''.join(f'<br><sub>{s}</sub>' for s in sub)
     fig.update_layout(title=title, xaxis_title='trained and judged in simulation: win rate (%)',
-                      yaxis_title='trained and judged by humans: win rate (%)', height=600, width=650, showlegend=False,
+                      yaxis_title='trained and judged by humans: win rate (%)', height=620, width=860, showlegend=True,
                       xaxis_range=[lo, hi], yaxis_range=[lo, hi])
     return fig
 
