@@ -407,12 +407,14 @@ def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
 # %% ../nbs/50_analysis.ipynb #90be6114
 DIFF_JUDGES = {'pool': 'judged by the simulated pool', 'humans': 'judged by the crowd (humans)'}
 
-def paired_difference_figure(methods:pd.DataFrame, reference:str='sft10k'):
-    "Forest plot of each method's paired win-rate difference from `reference` with its 95% interval, a panel per judge (methods.csv's `diff_*` columns)."
+def paired_difference_figure(methods:pd.DataFrame, reference:str='sft10k', include_unlearned:bool=False):
+    """Forest plot of each method's paired win-rate difference from `reference` with its 95% interval, a panel per judge (methods.csv's
+    `diff_*` columns); the systems without feedback (feedback `none`: scripted references, the base model) only with `include_unlearned`."""
     from plotly.subplots import make_subplots
     judges = [j for j in DIFF_JUDGES if all(c in methods for c in (f'diff_{j}', f'diff_{j}_low', f'diff_{j}_high'))]
     if not judges: raise ValueError(f"methods table has no paired differences (columns diff_pool, diff_pool_low, diff_pool_high or the same for humans)")
     t = methods[(methods['method'] != reference) & methods[[f'diff_{j}' for j in judges]].notna().any(axis=1)]
+    if not include_unlearned: t = t[t['feedback'] != 'none']
     t = t.assign(_o=t['feedback'].map({f: i for i, f in enumerate(_FEEDBACK_ORDER + ('none',))}).fillna(9)).sort_values(['_o', f'diff_{judges[-1]}'])
     labels = [f"{m} ({f} feedback)" if f != 'none' else m for m, f in zip(t['method'], t['feedback'])]
     fig = make_subplots(rows=1, cols=len(judges), shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=[DIFF_JUDGES[j] for j in judges])
