@@ -17,9 +17,11 @@ METHODS_COLUMNS = ['method', 'feedback', 'win_rate_pool', 'standard_error_pool',
 OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans']
 
 # %% auto #0
-__all__ = ['METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'CORRELATIONS', 'GAO_FORMS', 'FIT_COLUMNS', 'PALETTE', 'JUDGE_NAMES',
-           'ranking_correlation', 'simulated_vs_human', 'gao_bon', 'gao_rl', 'gao_peak', 'fit_gao',
-           'overoptimization_fits', 'overoptimization_figure', 'ranking_figure']
+__all__ = ['METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'CORRELATIONS', 'OPTIONAL_METHODS_COLUMNS', 'GAO_FORMS', 'JUDGES', 'FIT_COLUMNS',
+           'MIN_FIT_POINTS', 'PALETTE', 'JUDGE_NAMES', 'FEEDBACK_JUDGE', 'FIGURE4_METHODS', 'MARKER_SYMBOLS',
+           'DIFF_JUDGES', 'ranking_correlation', 'simulated_vs_human', 'gao_bon', 'gao_rl', 'gao_peak', 'fit_gao',
+           'curve_points', 'overoptimization_fits', 'standard_errors_from_leaderboard', 'overoptimization_figure',
+           'overoptimization_panels', 'ranking_figure', 'paired_difference_figure']
 
 # %% ../nbs/50_analysis.ipynb #aafbeb98
 def _score_vector(v, name:str) -> np.ndarray:
@@ -53,9 +55,15 @@ def ranking_correlation(x, y, n_boot:int=2000, seed:int=0, ci:float=0.95) -> dic
     return {**res, 'n': n, 'n_boot': len(idx)}
 
 # %% ../nbs/50_analysis.ipynb #c6bb038c
+OPTIONAL_METHODS_COLUMNS = {  # methods.csv column (judge part as {j}: pool or humans) -> suffix of the pairing's column
+    'seed_se_{j}': 'seed_se', 'n_seeds': 'n_seeds',
+    'expected_win_rate_{j}': 'expected', 'expected_standard_error_{j}': 'expected_se',
+    'diff_{j}': 'diff', 'diff_{j}_low': 'diff_low', 'diff_{j}_high': 'diff_high'}
+
 def simulated_vs_human(methods:pd.DataFrame, include_unlearned:bool=False, standard_errors:bool=False) -> pd.DataFrame:
     """Per learned method: win rate trained+judged in simulation (`simulated`) and trained+judged by humans (`human`);
-    columns method, simulated, human (+ simulated_se, human_se, the win rates' standard errors, with `standard_errors=True`)."""
+    columns method, simulated, human (+ simulated_se, human_se, the win rates' standard errors, with `standard_errors=True`,
+    and then the optional columns the table has: `simulated_seed_se`, `simulated_expected`, `simulated_diff`, ... see above)."""
     need = ['method', 'feedback', 'win_rate_pool', 'win_rate_humans'] + (['standard_error_pool', 'standard_error_humans'] if standard_errors else [])
     missing = [c for c in need if c not in methods]
     if missing: raise ValueError(f"methods table lacks column(s) {missing}; expected the farm's methods.csv columns {METHODS_COLUMNS}")
@@ -64,14 +72,19 @@ def simulated_vs_human(methods:pd.DataFrame, include_unlearned:bool=False, stand
         raise ValueError(f"methods table repeats (method, feedback) {by.index[by.index.duplicated()][0]}")
 
     def side(feedback:str, judge:str, name:str) -> pd.DataFrame:
-        "Per method, the win rate (and standard error) of its run with this feedback as judged by this judge."
+        "Per method, the win rate (and standard error, and the optional columns) of its run with this feedback as judged by this judge."
         g = methods[methods['feedback'] == feedback].set_index('method')
-        return g[[f'win_rate_{judge}'] + ([f'standard_error_{judge}'] if standard_errors else [])].set_axis(
-            [name] + ([f'{name}_se'] if standard_errors else []), axis=1)
+        cols = {f'win_rate_{judge}': name}
+        if standard_errors:
+            cols[f'standard_error_{judge}'] = f'{name}_se'
+            cols |= {c.format(j=judge): f'{name}_{s}' for c, s in OPTIONAL_METHODS_COLUMNS.items() if c.format(j=judge) in methods}
+        return g[list(cols)].rename(columns=cols)
 
     pairs = side('simulated', 'pool', 'simulated').join(side('human', 'humans', 'human'), how='inner')
     if include_unlearned: pairs = pd.concat([pairs, side('none', 'pool', 'simulated').join(side('none', 'humans', 'human'))])
-    return pairs.rename_axis('method').reset_index()[['method', 'simulated', 'human'] + (['simulated_se', 'human_se'] if standard_errors else [])]
+    first = ['method', 'simulated', 'human'] + (['simulated_se', 'human_se'] if standard_errors else [])
+    pairs = pairs.rename_axis('method').reset_index()
+    return pairs[first + [c for c in pairs.columns if c not in first]]
 
 # %% ../nbs/50_analysis.ipynb #7b11b2c2
 def _xlogx(d) -> np.ndarray:
@@ -105,10 +118,10 @@ def gao_peak(a:float, b:float, form:str) -> tuple[float, float]:
     d = math.exp(a / b - 1) if a / b - 1 < 300 else math.inf   # past e^300 the peak is far out of any range (and d^2 overflows)
     return d, b * d
 
-def fit_gao(d, r, form:str='bon', n_boot:int=1000, seed:int=0, ci:float=0.95, baseline:float=0.0) -> dict:
+def fit_gao(d, r, form:str='bon', n_boot:int=1000, seed:int=0, ci:float=0.95, baseline:float=0.0, keep_boot:bool=False) -> dict:
     """Least-squares fit of Gao et al.'s form ('bon' or 'rl') to gains `r` (win rate minus the baseline's, the d=0 point)
     at d = sqrt(KL); a, b, the peak, residual-bootstrap intervals and r2. `baseline` (the win rate the gains are over) is
-    only recorded, so that baseline + gain is the fitted win rate."""
+    only recorded, so that baseline + gain is the fitted win rate. `keep_boot`: also return the bootstrap (a, b) draws as `boot`."""
     if form not in GAO_FORMS: raise ValueError(f"form must be one of {list(GAO_FORMS)}, got {form!r}")
     d, r = _score_vector(d, 'd'), _score_vector(r, 'r')
     if len(d) != len(r): raise ValueError(f"d and r must have one value per point: got {len(d)} and {len(r)}")
@@ -134,53 +147,111 @@ def fit_gao(d, r, form:str='bon', n_boot:int=1000, seed:int=0, ci:float=0.95, ba
     q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
     peak_d, peak_value = gao_peak(float(a), float(b), form)
     with_peak = np.isfinite(peaks[:, 0])
-    return dict(form=form, a=float(a), b=float(b),
+    res = dict(form=form, a=float(a), b=float(b),
                 a_ci=[float(v) for v in np.quantile(boot[:, 0], q)], b_ci=[float(v) for v in np.quantile(boot[:, 1], q)],
                 has_peak=bool(b > 0), peak_d=peak_d, peak_kl=peak_d ** 2, peak_value=peak_value,
                 peak_in_range=bool(peak_d <= d.max()),
                 peak_d_ci=[float(np.quantile(peaks[:, 0], q[0], method='lower')), float(np.quantile(peaks[:, 0], q[1], method='higher'))],
                 peak_value_ci=[float(v) for v in np.quantile(peaks[with_peak, 1], q)] if with_peak.any() else [math.nan, math.nan],
                 peak_boot_frac=float(with_peak.mean()), baseline=float(baseline), n=len(d), r2=float(r2), n_boot=n_boot, ci=ci)
+    return res | dict(boot=boot) if keep_boot else res
+
+# %% ../nbs/50_analysis.ipynb #4ea5fd22
+JUDGES = ('win_rate_pool', 'win_rate_humans')
+
+def _se_name(judge:str, kind:str='standard_error') -> str:
+    "win_rate_pool -> standard_error_pool (or seed_se_pool with kind='seed_se')."
+    return judge.replace('win_rate', kind, 1)
+
+def curve_points(overopt:pd.DataFrame, judges:Sequence[str]=JUDGES) -> pd.DataFrame:
+    """One row per (method, feedback, x) of `overoptimization.csv`, averaged over seeds where there is a `seed` column: kl, sqrt_kl,
+    proxy_reward, n_seeds, and per judge its win rate, `standard_error_*` (over instructions; NaN where the table has none) and
+    `seed_se_*` (over seeds; NaN with one seed)."""
+    judges = list(judges)
+    missing = [c for c in ['method', 'feedback', 'x', 'kl', 'proxy_reward'] + judges if c not in overopt]
+    if missing: raise ValueError(f"overoptimization table lacks column(s) {missing}; expected the farm's columns {OVEROPT_COLUMNS}")
+    t = overopt.copy()
+    if 'x_name' not in t: t['x_name'] = 'x'
+    if 'seed' not in t: t['seed'] = 0
+    for j in judges:
+        if _se_name(j) not in t: t[_se_name(j)] = np.nan
+    keys = ['method', 'feedback', 'x_name', 'x']
+    dup = t.duplicated(keys + ['seed'])
+    if dup.any(): raise ValueError(f"overoptimization table row {int(np.flatnonzero(dup)[0])} repeats (method, feedback, x, seed) {tuple(t.loc[dup].iloc[0][keys + ['seed']])}")
+    g = t.groupby(keys, sort=True)
+    k = g['seed'].nunique()
+    res = g[['kl', 'proxy_reward'] + judges].mean()
+    res['sqrt_kl'] = np.sqrt(res['kl'].clip(lower=0))
+    res['n_seeds'] = k
+    for j in judges:
+        res[_se_name(j)] = np.sqrt((g[_se_name(j)].apply(lambda s: (s ** 2).mean(skipna=False)) / k))
+        res[_se_name(j, 'seed_se')] = (g[j].std(ddof=1) / np.sqrt(k)).where(k > 1)
+    return res.reset_index()
 
 # %% ../nbs/50_analysis.ipynb #dadd9e94
 FIT_COLUMNS = ['method', 'feedback', 'y', 'form', 'a', 'a_low', 'a_high', 'b', 'b_low', 'b_high', 'peak_d', 'peak_kl', 'peak_value',
-               'peak_low', 'peak_high', 'r2', 'n', 'baseline', 'has_peak', 'peak_in_range', 'peak_value_low', 'peak_value_high', 'peak_boot_frac']
+               'peak_low', 'peak_high', 'r2', 'n', 'baseline', 'has_peak', 'peak_in_range', 'peak_value_low', 'peak_value_high', 'peak_boot_frac',
+               'fitted', 'note']
+MIN_FIT_POINTS = 5
 
 def _baseline_row(g:pd.DataFrame, form:str) -> pd.Series:
     "A curve's starting point: n = 1 (best-of-n) or step 0 (RL), else its lowest-KL row."
     start = g[g['x'] == (1 if form == 'bon' else 0)]
     return start.iloc[0] if len(start) else g.loc[g['kl'].idxmin()]
 
-def overoptimization_fits(overopt:pd.DataFrame, y:str|Sequence[str]='win_rate_humans', n_boot:int=1000, seed:int=0) -> pd.DataFrame:
-    """Gao et al. fit per (method, feedback) curve with >= 3 points and per judge `y`: best-of-n form for best_of_n, RL form otherwise.
-    A point other than the origin whose KL estimate is <= 0 (an RL checkpoint's sampled estimate can be, just after the start)
-    is left out of the fit: at d = 0 its gain is noise, not a point of the curve. A curve left with fewer than 2 distinct
-    d > 0 is not fitted."""
-    ys = [y] if isinstance(y, str) else list(y)
-    missing = [c for c in ['method', 'feedback', 'x', 'kl'] + ys if c not in overopt]
-    if missing: raise ValueError(f"overoptimization table lacks column(s) {missing}; expected the farm's columns {OVEROPT_COLUMNS}")
-    rows = []
-    for (method, feedback), g in overopt.groupby(['method', 'feedback'], sort=True):
-        if len(g) < 3: continue
+def _curve_fits(points:pd.DataFrame, ys:Sequence[str], n_boot:int, seed:int, min_points:int) -> list[tuple[dict, np.ndarray|None]]:
+    "For each curve of `curve_points` output and judge: (the fits table's row, the bootstrap (a, b) draws or None where not fitted)."
+    if min_points < 4:
+        raise ValueError(f"min_points must be 4 or more, got {min_points}: two parameters through the origin and 2 more points fit them exactly (r2 = 1 says nothing)")
+    out = []
+    for (method, feedback), g in points.groupby(['method', 'feedback'], sort=True):
         form = 'bon' if method == 'best_of_n' else 'rl'
         base = _baseline_row(g, form)
-        d = np.sqrt(np.clip(g['kl'].to_numpy(dtype=float), 0, None))
         is_base = (g.index == base.name)
-        d = np.where(is_base, 0.0, d)          # the baseline is the curve's origin
+        d = np.where(is_base, 0.0, g['sqrt_kl'].to_numpy(dtype=float))   # the baseline is the curve's origin
         keep = is_base | (d > 0)
-        if len(np.unique(d[keep & ~is_base])) < 2: continue
+        dropped = int((~keep).sum())
         g, d = g[keep], d[keep]
+        n, distinct = len(g), len(np.unique(d[d > 0]))
         for col in ys:
+            row = dict(method=method, feedback=feedback, y=col, form=form, n=n, baseline=float(base[col]), fitted=False)
+            left_out = f", {dropped} more at KL <= 0 left out" if dropped else ''
+            if n < min_points or distinct < 2:
+                why = f"{n} point{'s' * (n != 1)}{left_out}; {min_points} needed" if n < min_points else f"only {distinct} distinct KL > 0"
+                out.append((row | dict(note=f"not fitted ({why})"), None)); continue
             try:
-                f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]))
+                f = fit_gao(d, g[col].to_numpy(dtype=float) - base[col], form=form, n_boot=n_boot, seed=seed, baseline=float(base[col]), keep_boot=True)
             except ValueError as e:   # say which curve: the message alone names only a point's position in it
-                raise ValueError(f"{method} with {feedback} feedback, {col} (rows {list(g.index)}): {e}") from None
-            rows.append(dict(method=method, feedback=feedback, y=col, form=form, a=f['a'], a_low=f['a_ci'][0], a_high=f['a_ci'][1],
-                             b=f['b'], b_low=f['b_ci'][0], b_high=f['b_ci'][1], peak_d=f['peak_d'], peak_kl=f['peak_kl'],
-                             peak_value=f['peak_value'], peak_low=f['peak_d_ci'][0], peak_high=f['peak_d_ci'][1], r2=f['r2'], n=f['n'],
-                             baseline=f['baseline'], has_peak=f['has_peak'], peak_in_range=f['peak_in_range'],
-                             peak_value_low=f['peak_value_ci'][0], peak_value_high=f['peak_value_ci'][1], peak_boot_frac=f['peak_boot_frac']))
-    return pd.DataFrame(rows, columns=FIT_COLUMNS)
+                raise ValueError(f"{method} with {feedback} feedback, {col} (points at x = {g['x'].tolist()}): {e}") from None
+            out.append((row | dict(a=f['a'], a_low=f['a_ci'][0], a_high=f['a_ci'][1], b=f['b'], b_low=f['b_ci'][0], b_high=f['b_ci'][1],
+                                   peak_d=f['peak_d'], peak_kl=f['peak_kl'], peak_value=f['peak_value'], peak_low=f['peak_d_ci'][0],
+                                   peak_high=f['peak_d_ci'][1], r2=f['r2'], has_peak=f['has_peak'], peak_in_range=f['peak_in_range'],
+                                   peak_value_low=f['peak_value_ci'][0], peak_value_high=f['peak_value_ci'][1], peak_boot_frac=f['peak_boot_frac'],
+                                   fitted=True, note=f"fitted ({n} points{left_out})"), f['boot']))
+    return out
+
+def overoptimization_fits(overopt:pd.DataFrame, y:str|Sequence[str]='win_rate_humans', n_boot:int=1000, seed:int=0,
+                          min_points:int=MIN_FIT_POINTS) -> pd.DataFrame:
+    """One row per (method, feedback) curve and judge `y`: Gao et al.'s fit (best-of-n form for best_of_n, RL form otherwise)
+    where the curve has `min_points` usable points or more (origin included), else `fitted` False and a `note` saying why."""
+    ys = [y] if isinstance(y, str) else list(y)
+    rows = [r for r, _ in _curve_fits(curve_points(overopt, ys), ys, n_boot, seed, min_points)]
+    return pd.DataFrame(rows, columns=FIT_COLUMNS).astype({'fitted': bool})
+
+# %% ../nbs/50_analysis.ipynb #fe509d97
+def standard_errors_from_leaderboard(overopt:pd.DataFrame, leaderboard:pd.DataFrame) -> pd.DataFrame:
+    """`overopt` with `standard_error_pool`, `standard_error_humans` filled from the farm's leaderboard (indexed or columned by
+    `generator`) where a point's output set is found there; columns already in `overopt` are kept where they are not NaN."""
+    board = leaderboard.set_index('generator') if 'generator' in leaderboard else leaderboard
+    def output_set(r) -> str:
+        if r.get('x_name') == 'step' and r['x'] == 0: return 'sft10k'
+        return f"{r['method']}_{r['feedback']}_{'n' if r.get('x_name') == 'n' else 'step'}{int(r['x'])}"
+    names = [output_set(r) for r in overopt.to_dict('records')]
+    res = overopt.copy()
+    for col in ('standard_error_pool', 'standard_error_humans'):
+        found = pd.Series([board[col].get(n, np.nan) if col in board else np.nan for n in names], index=res.index, dtype=float)
+        res[col] = res[col].fillna(found) if col in res else found
+    return res
 
 # %% ../nbs/50_analysis.ipynb #6e43054b
 PALETTE = ['#636EFA', '#EF553B', '#00CC96', '#AB63FA', '#FFA15A', '#19D3F3', '#FF6692', '#B6E880', '#FF97FF', '#FECB52']
@@ -195,6 +266,7 @@ def overoptimization_figure(overopt:pd.DataFrame, x:str='sqrt_kl', y:str|Sequenc
     if x not in ('sqrt_kl', 'proxy_reward'): raise ValueError(f"x must be 'sqrt_kl' or 'proxy_reward', got {x!r}")
     ys = [y] if isinstance(y, str) else list(y)
     fig, i = go.Figure(), 0
+    if fits is not None and 'fitted' in fits: fits = fits[fits['fitted'].astype(bool)]   # a curve too short to fit has no curve to draw
     fit_at = fits.set_index(['method', 'feedback', 'y']) if fits is not None and len(fits) else None
     for (method, feedback), g in overopt.groupby(['method', 'feedback'], sort=True):
         g = g.sort_values('x')
@@ -211,30 +283,151 @@ def overoptimization_figure(overopt:pd.DataFrame, x:str='sqrt_kl', y:str|Sequenc
                 dd = np.linspace(0, float(xs.max()), 100)
                 fig.add_scatter(x=dd, y=f['baseline'] + GAO_FORMS[f['form']](dd, f['a'], f['b']), mode='lines', legendgroup=name,
                                 line=dict(color=color, dash='dash'), name=f"fit: {name}", showlegend=False,
-                                hovertemplate=f"Gao {f['form']} fit: a={f['a']:.2f}, b={f['b']:.2f}, r2={f['r2']:.2f}<extra></extra>")
+                                hovertemplate=f"Gao {f['form']} fit: a={f['a']:.2f} [{f['a_low']:.2f}, {f['a_high']:.2f}], b={f['b']:.2f} [{f['b_low']:.2f}, {f['b_high']:.2f}], {f['n']} points<extra></extra>")
     fig.update_layout(title='Over-optimisation: win rate against ' + ('sqrt(KL to the initial policy)' if x == 'sqrt_kl' else 'proxy reward'),
                       xaxis_title='sqrt(KL)' if x == 'sqrt_kl' else 'proxy reward (the reward model optimised)',
                       yaxis_title='win rate against the reference (%)', height=500)
     return fig
 
+# %% ../nbs/50_analysis.ipynb #8c8e5dba
+FEEDBACK_JUDGE = {'simulated': 'win_rate_pool', 'human': 'win_rate_humans', 'greedy': 'win_rate_pool'}
+FIGURE4_METHODS = ('ppo', 'best_of_n', 'expert_iteration')
+_FEEDBACK_ORDER = ('simulated', 'human', 'greedy')
+
+def _band(fig, x, low, high, color:str, row:int, col:int, name:str, group:str):
+    "A shaded area between `low` and `high` along `x` (no legend entry, no hover)."
+    x, low, high = (np.asarray(v, dtype=float) for v in (x, low, high))
+    fig.add_scatter(x=np.r_[x, x[::-1]], y=np.r_[high, low[::-1]], fill='toself', fillcolor=color, opacity=0.18, mode='lines',
+                    line=dict(width=0, color=color), name=name, legendgroup=group, showlegend=False, hoverinfo='skip', row=row, col=col)
+
+def _fit_summary(method:str, f:Mapping) -> str:
+    "Two short lines for the text under a panel: what the fit of this method's curve says, or why there is none."
+    if not f['fitted']: return f"<b>{method}</b>: {f['note']}"
+    if not f['has_peak']: return f"<b>{method}</b> ({f['n']} points): no peak, the fit keeps rising"
+    where = f"peak at KL {f['peak_kl']:.3g} [{f['peak_low'] ** 2:.3g}, {f['peak_high'] ** 2:.3g}]"
+    gain = f"gain {f['peak_value']:+.1f} [{f['peak_value_low']:+.1f}, {f['peak_value_high']:+.1f}] points"
+    return f"<b>{method}</b> ({f['n']} points): {where},<br>   {gain}" + ('' if f['peak_in_range'] else ', beyond the range measured')
+
+def overoptimization_panels(overopt:pd.DataFrame, methods:Sequence[str]=FIGURE4_METHODS, feedback_judge:Mapping|None=None,
+                            min_points:int=MIN_FIT_POINTS, n_boot:int=1000, seed:int=0, ci:float=0.95):
+    """AlpacaFarm's Figure 4: a column per feedback source (its own judge's win rate), rows against proxy reward and sqrt(KL);
+    error bars (SE over instructions) and seed bands where the table has them; Gao fits with bootstrap bands for curves of >= `min_points` points."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    judge_of = {**FEEDBACK_JUDGE, **(feedback_judge or {})}
+    sel = overopt[overopt['method'].isin(methods)] if 'method' in overopt else overopt
+    if not len(sel):
+        have = sorted(set(overopt['method'])) if 'method' in overopt else []
+        raise ValueError(f"no curve of method(s) {list(methods)} in the overoptimization table (it has {have})")
+    feedbacks = [f for f in _FEEDBACK_ORDER if f in set(sel['feedback'])] + sorted(set(sel['feedback']) - set(_FEEDBACK_ORDER))
+    judges = sorted({judge_of.get(f, 'win_rate_pool') for f in feedbacks})
+    pts = curve_points(sel, judges)
+    fig = make_subplots(rows=2, cols=len(feedbacks), horizontal_spacing=0.06, vertical_spacing=0.14,
+                        subplot_titles=[f"trained on {f} feedback, judged by {JUDGE_NAMES.get(judge_of.get(f, 'win_rate_pool'))}" for f in feedbacks] + [''] * len(feedbacks))
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    shown, q = set(), [(1 - ci) / 2, 1 - (1 - ci) / 2]
+    for c, fb in enumerate(feedbacks, start=1):
+        judge = judge_of.get(fb, 'win_rate_pool')
+        p = pts[pts['feedback'] == fb]
+        fits = {r['method']: (r, boot) for r, boot in _curve_fits(p, [judge], n_boot, seed, min_points)}
+        lines = []
+        for m in methods:
+            g = p[p['method'] == m].sort_values('x')
+            if not len(g): lines.append(f"<b>{m}</b>: no points"); continue
+            color, se, sse = colors[m], g[_se_name(judge)], g[_se_name(judge, 'seed_se')]
+            hover = [f"{m}, {fb} feedback<br>{xn} = {x}<br>KL {kl:.3f}, proxy reward {pr:.3f}<br>win rate {w:.1f}%"
+                     + (f" ± {s:.1f} (SE, instructions)" if np.isfinite(s) else '') + (f"<br>± {ss:.1f} (SE over {k} seeds)" if np.isfinite(ss) else '')
+                     for xn, x, kl, pr, w, s, ss, k in zip(g['x_name'], g['x'], g['kl'], g['proxy_reward'], g[judge], se, sse, g['n_seeds'])]
+            for r, xcol in ((1, 'proxy_reward'), (2, 'sqrt_kl')):
+                fig.add_scatter(x=g[xcol], y=g[judge], mode='lines+markers', name=m, legendgroup=m, showlegend=m not in shown,
+                                line=dict(color=color), marker=dict(size=7), text=hover, hovertemplate='%{text}<extra></extra>',
+                                error_y=dict(type='data', array=se.fillna(0), visible=True, thickness=1) if se.notna().any() else None,
+                                row=r, col=c)
+                shown.add(m)
+                if sse.notna().any(): _band(fig, g[xcol], g[judge] - sse.fillna(0), g[judge] + sse.fillna(0), color, r, c, f'{m}: ± seed SE', m)
+            f, boot = fits[m]
+            lines.append(_fit_summary(m, f))
+            if boot is not None:
+                dd = np.linspace(0, float(g['sqrt_kl'].max()), 80)
+                form = GAO_FORMS[f['form']]
+                curves = f['baseline'] + np.array([form(dd, a, b) for a, b in boot])
+                _band(fig, dd, *np.quantile(curves, q, axis=0), color, 2, c, f'{m}: fit band', m)
+                fig.add_scatter(x=dd, y=f['baseline'] + form(dd, f['a'], f['b']), mode='lines', line=dict(color=color, dash='dash'),
+                                name=f'{m}: Gao fit', legendgroup=m, showlegend=False, row=2, col=c,
+                                hovertemplate=f"{m}: Gao {f['form']} fit, a={f['a']:.2f} [{f['a_low']:.2f}, {f['a_high']:.2f}], "
+                                              f"b={f['b']:.2f} [{f['b_low']:.2f}, {f['b_high']:.2f}]<extra></extra>")
+        axis = str(len(feedbacks) + c)   # the bottom row's axes: what the fits say goes under them
+        fig.add_annotation(text='<br>'.join(lines), xref=f'x{axis} domain', yref=f'y{axis} domain', x=0, y=-0.2, xanchor='left',
+                           yanchor='top', showarrow=False, align='left', font=dict(size=11))
+        fig.update_xaxes(title_text='proxy reward (the reward model optimised)', row=1, col=c)
+        fig.update_xaxes(title_text='sqrt(KL to SFT10k)', row=2, col=c)
+    fig.update_yaxes(title_text='win rate (%)', col=1)
+    bars = 'error bars: ± 1 SE over instructions' if any(pts[_se_name(j)].notna().any() for j in judges) else 'no standard errors in the table'
+    seeds = f"; bands: ± 1 SE over {int(pts['n_seeds'].max())} seeds" if (pts['n_seeds'] > 1).any() else '; one seed'
+    fig.update_layout(title=f"Over-optimisation (AlpacaFarm's Figure 4): win rate against proxy reward and sqrt(KL)<br><sub>{bars}{seeds}; "
+                            f"dashed: Gao et al.'s fit with its {ci:.0%} bootstrap band, only for curves of {min_points} points or more</sub>",
+                      height=940, width=max(700, 440 * len(feedbacks)), margin=dict(t=130, b=190),
+                      legend=dict(orientation='h', x=1, xanchor='right', y=0.99, yanchor='top', yref='container'))
+    return fig
+
 # %% ../nbs/50_analysis.ipynb #f187e1b9
+MARKER_SYMBOLS = ['circle', 'square', 'diamond', 'triangle-up', 'x']
+
 def ranking_figure(pairs:pd.DataFrame, corr:Mapping|None=None):
-    "Scatter of `simulated_vs_human` pairs with method labels and the identity line; correlations (from `ranking_correlation`) in the title."
+    "Scatter of `simulated_vs_human` pairs, one legend entry per method (a label where there is room), the identity line; correlations (from `ranking_correlation`) in the title."
     import plotly.graph_objects as go
     fig = go.Figure()
     vals = pairs[['simulated', 'human']].to_numpy(dtype=float)
     pad = max(3.0, 0.08 * float(np.ptp(vals)))
     lo, hi = float(vals.min()) - pad, float(vals.max()) + pad    # the same range on both axes, so the identity line is the diagonal
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode='lines', line=dict(color='grey', dash='dot'), name='y = x', hoverinfo='skip')
-    bars = lambda c: dict(type='data', array=pairs[c], thickness=1) if c in pairs else None   # +- 1 standard error when given
-    fig.add_scatter(x=pairs['simulated'], y=pairs['human'], mode='markers+text', text=pairs['method'], textposition='top center',
-                    error_x=bars('simulated_se'), error_y=bars('human_se'), name='methods', customdata=pairs[['method']].to_numpy(),
-                    hovertemplate='%{customdata[0]}<br>simulated %{x:.1f}%<br>human %{y:.1f}%<extra></extra>')
-    title = 'Simulated vs human: win rate of each method'
+    seeds = 'simulated_seed_se' in pairs and 'human_seed_se' in pairs and pairs[['simulated_seed_se', 'human_seed_se']].notna().any().any()
+    kind = '_seed_se' if seeds else '_se'
+    bars = lambda side, i: dict(type='data', array=[float(pairs[side + kind].fillna(0).iloc[i])], thickness=1) if side + kind in pairs else None
+    # a label next to a point only where it has room (no other point within 6% of the axis range); every point is in the legend
+    gap = np.sqrt(((vals[:, None, :] - vals[None, :, :]) ** 2).sum(-1)) + np.diag(np.full(len(vals), np.inf))
+    roomy = gap.min(axis=1) > 0.06 * (hi - lo) if len(vals) > 1 else np.ones(len(vals), bool)
+    for i, (m, x, y) in enumerate(zip(pairs['method'], vals[:, 0], vals[:, 1])):
+        fig.add_scatter(x=[x], y=[y], mode='markers+text' if roomy[i] else 'markers', text=[m], textposition='top center', name=str(m),
+                        marker=dict(size=9, color=PALETTE[i % len(PALETTE)], symbol=MARKER_SYMBOLS[(i // len(PALETTE)) % len(MARKER_SYMBOLS)]),
+                        error_x=bars('simulated', i), error_y=bars('human', i),
+                        hovertemplate=f'{m}<br>simulated %{{x:.1f}}%<br>human %{{y:.1f}}%<extra></extra>')
+    sub = []
     if corr:
-        title += '<br><sub>' + ', '.join(f"{k.capitalize()} {corr[k]['value']:.2f} [{corr[k]['ci_low']:.2f}, {corr[k]['ci_high']:.2f}]"
-                                         for k in ('spearman', 'kendall', 'pearson') if k in corr) + f" (n = {corr['n']} methods)</sub>"
+        sub.append(', '.join(f"{k.capitalize()} {corr[k]['value']:.2f} [{corr[k]['ci_low']:.2f}, {corr[k]['ci_high']:.2f}]"
+                             for k in ('spearman', 'kendall', 'pearson') if k in corr) + f" (n = {corr['n']} methods)")
+    if seeds: sub.append('error bars: ± 1 SE over seeds')
+    elif 'simulated_se' in pairs: sub.append('error bars: ± 1 SE over instructions')
+    title = 'Simulated vs human: win rate of each method' + ''.join(f'<br><sub>{s}</sub>' for s in sub)
     fig.update_layout(title=title, xaxis_title='trained and judged in simulation: win rate (%)',
-                      yaxis_title='trained and judged by humans: win rate (%)', height=600, width=650, showlegend=False,
+                      yaxis_title='trained and judged by humans: win rate (%)', height=620, width=860, showlegend=True,
                       xaxis_range=[lo, hi], yaxis_range=[lo, hi])
+    return fig
+
+# %% ../nbs/50_analysis.ipynb #90be6114
+DIFF_JUDGES = {'pool': 'judged by the simulated pool', 'humans': 'judged by the crowd (humans)'}
+
+def paired_difference_figure(methods:pd.DataFrame, reference:str='sft10k', include_unlearned:bool=False):
+    """Forest plot of each method's paired win-rate difference from `reference` with its 95% interval, a panel per judge (methods.csv's
+    `diff_*` columns); the systems without feedback (feedback `none`: scripted references, the base model) only with `include_unlearned`."""
+    from plotly.subplots import make_subplots
+    judges = [j for j in DIFF_JUDGES if all(c in methods for c in (f'diff_{j}', f'diff_{j}_low', f'diff_{j}_high'))]
+    if not judges: raise ValueError(f"methods table has no paired differences (columns diff_pool, diff_pool_low, diff_pool_high or the same for humans)")
+    t = methods[(methods['method'] != reference) & methods[[f'diff_{j}' for j in judges]].notna().any(axis=1)]
+    if not include_unlearned: t = t[t['feedback'] != 'none']
+    t = t.assign(_o=t['feedback'].map({f: i for i, f in enumerate(_FEEDBACK_ORDER + ('none',))}).fillna(9)).sort_values(['_o', f'diff_{judges[-1]}'])
+    labels = [f"{m} ({f} feedback)" if f != 'none' else m for m, f in zip(t['method'], t['feedback'])]
+    fig = make_subplots(rows=1, cols=len(judges), shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=[DIFF_JUDGES[j] for j in judges])
+    for c, j in enumerate(judges, start=1):
+        d, lo, hi = t[f'diff_{j}'], t[f'diff_{j}_low'], t[f'diff_{j}_high']
+        crosses = (lo <= 0) & (hi >= 0)
+        fig.add_scatter(x=d, y=labels, mode='markers', name=DIFF_JUDGES[j], showlegend=False,
+                        marker=dict(size=9, color=PALETTE[c - 1], symbol=np.where(crosses, 'circle-open', 'circle')),
+                        error_x=dict(type='data', symmetric=False, array=(hi - d).fillna(0), arrayminus=(d - lo).fillna(0), thickness=1.5),
+                        text=[f"{l}: {v:+.1f} [{a:+.1f}, {b:+.1f}] points" for l, v, a, b in zip(labels, d, lo, hi)],
+                        hovertemplate='%{text}<extra></extra>', row=1, col=c)
+        fig.add_vline(x=0, line=dict(color='grey', dash='dot'), row=1, col=c)
+        fig.update_xaxes(title_text=f'win rate minus {reference} (points)', row=1, col=c)
+    fig.update_layout(title=f'Paired difference from {reference} on the same instructions, with 95% intervals<br><sub>hollow: the interval holds 0</sub>',
+                      height=160 + 28 * len(t), width=max(650, 420 * len(judges)))
     return fig
