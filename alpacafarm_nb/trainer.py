@@ -186,13 +186,13 @@ class TrainingRun:
                  trackers:bool=False):
         self.acc, self.out_dir, self.fingerprint, self.total = acc, Path(out_dir), fingerprint, total
         self.stop_after, self.keep_last, self.trackers = stop_after, keep_last, trackers
-        self.metrics_path = self.out_dir/'metrics.jsonl'
+        self.metrics_path, self.checkpoint = self.out_dir/'metrics.jsonl', None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, resume:bool) -> dict:
         """The `trainer_state.json` of the newest checkpoint, loaded into the accelerator (models, optimizer, scheduler, RNG), with
         later metric lines dropped; or {} for a fresh run, whose folder loses an earlier run's metrics and checkpoints."""
-        ck = latest_checkpoint(self.out_dir) if resume else None
+        ck = self.checkpoint = latest_checkpoint(self.out_dir) if resume else None     # what a loop restores besides (Quark's pool)
         if ck is not None:
             st = json.loads((ck/'trainer_state.json').read_text())
             if st['fingerprint'] != self.fingerprint:
