@@ -6,19 +6,19 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/quark.html.md"""
 
 # %% ../../nbs/46_quark.ipynb #d2a0dff9
 from __future__ import annotations
-import contextlib, copy, json, os, shutil, sys, time
-from dataclasses import dataclass, asdict
+import contextlib, copy, json, shutil, time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..core import stable_rng, stable_hash, atomic_write_text, DataError
+from ..core import stable_rng, atomic_write_text
 from ..config import ConfigError
-from ..sampling import collate_prompt_response, IGNORE_INDEX
+from ..sampling import collate_prompt_response
 from ..trainer import stream_indices, _mixed_precision, TrainingRun
-from .rollouts import (RLConfig, rollout, batched_logprobs, masked_mean, StepStats, rl_inputs, rl_fingerprint,
+from .rollouts import (RLConfig, rollout, batched_logprobs, StepStats, rl_inputs, rl_fingerprint,
                                             frozen, reward_function, adam_with_warmup, optimizer_step, rl_cli, _token_stats)
 from .binary import add_control_tokens, check_control_tokens, CONTROL_TOKENS_FILE
 

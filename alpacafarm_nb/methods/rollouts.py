@@ -6,15 +6,15 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/rollouts.html.md"""
 
 # %% ../../nbs/44_rollouts.ipynb #b0ab49f5
 from __future__ import annotations
-import contextlib, copy, dataclasses, json, math, os, re, shutil, sys, time
+import contextlib, copy, json, os, sys, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..core import stable_int, stable_rng, stable_hash, atomic_write_text, read_records, DataError
+from ..core import stable_int, stable_rng, stable_hash, DataError
 from ..config import Config, ConfigError
 from ..data import format_prompt
 from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs, collate_prompt_response, _eos_ids
