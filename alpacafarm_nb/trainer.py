@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from .core import stable_rng, stable_hash, atomic_write_text
-from .config import Config
+from .config import Config, ConfigError
 from .sampling import IGNORE_INDEX, sequence_logprobs
 
 # %% auto #0
 __all__ = ['TrainConfig', 'cosine_with_warmup', 'stream_indices', 'collate_lm', 'count_lm_units', 'lm_loss', 'example_length',
-           'count_tokens', 'split_loss', 'latest_checkpoint', 'data_fingerprint', 'evaluate', 'evaluate_loss', 'train',
-           'params_equal', 'accelerate_config_path']
+           'count_tokens', 'split_loss', 'split_held_out', 'count_pairs', 'checkpoint_dir', 'latest_checkpoint',
+           'prune_checkpoints', 'data_fingerprint', 'TrainingRun', 'evaluate', 'evaluate_loss', 'train', 'params_equal',
+           'accelerate_config_path']
 
 # %% ../nbs/32_trainer.ipynb #51dd0f80
 @dataclass
@@ -106,20 +107,47 @@ def split_loss(out) -> tuple[torch.Tensor, dict]:
         return loss, {k: (v.detach().double() if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64)) for k, v in metrics.items()}
     return out, {}
 
+# %% ../nbs/32_trainer.ipynb #679c5ace
+def split_held_out(items:Sequence, n:int, rng:np.random.Generator) -> tuple[list, list]:
+    "(train, held out): the items at the first `n` positions of a permutation drawn from `rng`, each part in the input order."
+    if n <= 0: return list(items), []
+    if n >= len(items): raise ConfigError(f"holding out {n} of {len(items)} leaves nothing to train on (set val_size smaller, or give validation data)")
+    held = set(rng.permutation(len(items))[:n].tolist())
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
+
+def count_pairs(batch:dict) -> int:
+    "The units of a pair loss (reward model, DPO): the pairs of a collated batch, which each pair collator records as `n_pairs`."
+    return int(batch['n_pairs'])
+
+
 # %% ../nbs/32_trainer.ipynb #8e8d2979
-def _ckpt_dir(out_dir:Path, step:int) -> Path: return out_dir/'checkpoints'/f'step_{step:07d}'
+def checkpoint_dir(out_dir:str|Path, step:int) -> Path:
+    "The folder of the checkpoint after optimizer (or rollout) step `step`."
+    return Path(out_dir)/'checkpoints'/f'step_{step:07d}'
+
+def _complete_checkpoints(out_dir:Path) -> list[Path]:
+    d = Path(out_dir)/'checkpoints'
+    if not d.is_dir(): return []
+    return sorted(p for p in d.iterdir() if re.fullmatch(r'step_\d+', p.name) and (p/'trainer_state.json').is_file())
 
 def latest_checkpoint(out_dir:str|Path) -> Path|None:
     "The newest complete checkpoint (one with a trainer_state.json) under `out_dir/checkpoints`, or None."
-    d = Path(out_dir)/'checkpoints'
-    if not d.is_dir(): return None
-    done = sorted(p for p in d.iterdir() if re.fullmatch(r'step_\d+', p.name) and (p/'trainer_state.json').is_file())
+    done = _complete_checkpoints(out_dir)
     return done[-1] if done else None
 
-def _prune_checkpoints(out_dir:Path, keep:int):
-    d = out_dir/'checkpoints'
-    done = sorted(p for p in d.iterdir() if re.fullmatch(r'step_\d+', p.name) and (p/'trainer_state.json').is_file())
-    for p in done[:-keep] if keep > 0 else []: shutil.rmtree(p, ignore_errors=True)
+def prune_checkpoints(out_dir:Path, newest:Path, keep_last:int|None):
+    """`keep_last=k`: keep the newest k complete checkpoints whole (0: all). `keep_last=None` (RL): keep every checkpoint's
+    `policy` folder and `trainer_state.json` (the over-optimisation curve evaluates them) and the resume state of `newest` only."""
+    if keep_last is not None:
+        done = _complete_checkpoints(out_dir)
+        for p in done[:-keep_last] if keep_last > 0 else []: shutil.rmtree(p, ignore_errors=True)
+        return
+    for d in sorted((Path(out_dir)/'checkpoints').glob('step_*')):
+        if d == newest: continue
+        for f in d.iterdir():
+            if f.name in ('policy', 'trainer_state.json'): continue
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+
 
 # %% ../nbs/32_trainer.ipynb #44d9c9c1
 def _mixed_precision(mp:str) -> str:
@@ -148,6 +176,62 @@ def data_fingerprint(examples:Sequence[dict]) -> str:
     h = hashlib.sha256(str(len(examples)).encode())
     for e in examples: h.update(json.dumps(e, sort_keys=True, default=str).encode()); h.update(b'\n')
     return h.hexdigest()
+
+# %% ../nbs/32_trainer.ipynb #ac95bfb8
+class TrainingRun:
+    """The run folder of one training loop, whatever it trains (SFT, a reward model, DPO, the RL loop, Quark): `metrics.jsonl`,
+    `checkpoints/step_N/` (the `accelerate` state, what `write` adds, and `trainer_state.json` with the `fingerprint` a resume must
+    match), checkpoint pruning (`keep_last`, see `prune_checkpoints`) and `stop_after` (stop after that step, as if killed)."""
+    def __init__(self, acc, out_dir:str|Path, fingerprint:str, total:int, stop_after:int|None=None, keep_last:int|None=2,
+                 trackers:bool=False):
+        self.acc, self.out_dir, self.fingerprint, self.total = acc, Path(out_dir), fingerprint, total
+        self.stop_after, self.keep_last, self.trackers = stop_after, keep_last, trackers
+        self.metrics_path, self.checkpoint = self.out_dir/'metrics.jsonl', None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, resume:bool) -> dict:
+        """The `trainer_state.json` of the newest checkpoint, loaded into the accelerator (models, optimizer, scheduler, RNG), with
+        later metric lines dropped; or {} for a fresh run, whose folder loses an earlier run's metrics and checkpoints."""
+        ck = self.checkpoint = latest_checkpoint(self.out_dir) if resume else None     # what a loop restores besides (Quark's pool)
+        if ck is not None:
+            st = json.loads((ck/'trainer_state.json').read_text())
+            if st['fingerprint'] != self.fingerprint:
+                raise ValueError(f"cannot resume from {ck}: the configuration or data differ from that run's")
+            self.acc.load_state(str(ck))
+            if self.acc.is_main_process: _truncate_metrics(self.metrics_path, st['step'])
+            return st
+        if self.acc.is_main_process:
+            if self.metrics_path.exists(): self.metrics_path.unlink()
+            shutil.rmtree(self.out_dir/'checkpoints', ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return {}
+
+    def log(self, rec:dict):
+        "Append one record (with its `step`) to `metrics.jsonl` (and to the trackers)."
+        if self.acc.is_main_process:
+            with open(self.metrics_path, 'a') as f: f.write(json.dumps(rec) + '\n')
+        if self.trackers: self.acc.log({k: v for k, v in rec.items() if k != 'step' and isinstance(v, (int, float))}, step=rec['step'])
+
+    def checkpoint_due(self, step:int, every:int) -> bool: return bool(every and step % every == 0) or step in (self.total, self.stop_after)
+    def stops(self, step:int) -> bool: return self.stop_after is not None and self.stop_after <= step < self.total
+
+    def save(self, step:int, state:dict, write:Callable|None=None):
+        "Checkpoint `step`: the accelerate state, `write(folder)` (e.g. a policy), then `trainer_state.json` (which makes it complete)."
+        d = checkpoint_dir(self.out_dir, step)
+        self.acc.save_state(str(d))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            if write is not None: write(d)
+            atomic_write_text(d/'trainer_state.json', json.dumps(dict(step=step, fingerprint=self.fingerprint, **state), indent=1))
+            prune_checkpoints(self.out_dir, d, self.keep_last)
+        self.acc.wait_for_everyone()
+
+    def progress_bar(self, show:bool, step:int, desc:str):
+        "A tqdm bar over the run's steps on the main process (None when `show` is false)."
+        if not (show and self.acc.is_main_process): return None
+        from tqdm.auto import tqdm
+        return tqdm(total=self.total, initial=step, desc=desc, unit='step', dynamic_ncols=True)
+
 
 # %% ../nbs/32_trainer.ipynb #4bbca893
 def evaluate(model, examples:Sequence[dict], collate:Callable, loss_fn:Callable=lm_loss, count_fn:Callable=count_lm_units,
@@ -180,6 +264,64 @@ def evaluate_loss(model, examples:Sequence[dict], collate:Callable, loss_fn:Call
     return evaluate(model, examples, collate, loss_fn, count_fn, batch_size, accelerator)['loss']
 
 # %% ../nbs/32_trainer.ipynb #665a437a
+def _accelerator(cfg:TrainConfig, out_dir:Path):
+    "(accelerator, gradient accumulation steps): `batch_size` examples a step, `micro_batch_size` per forward on each process."
+    from accelerate import Accelerator, PartialState
+    world = PartialState().num_processes
+    per_step = cfg.micro_batch_size * world
+    if cfg.batch_size % per_step: raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of micro_batch_size * processes = {per_step}")
+    accum = cfg.batch_size // per_step
+    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), log_with=_trackers(cfg.report_to) or None,
+                      project_dir=str(out_dir), gradient_accumulation_steps=accum)
+    if acc.state.deepspeed_plugin is not None:                       # DeepSpeed needs the batch geometry up front
+        ds = acc.state.deepspeed_plugin.deepspeed_config
+        ds.update(train_micro_batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=accum, train_batch_size=cfg.batch_size)
+    return acc, accum
+
+def _adamw(model, cfg:TrainConfig):
+    "AdamW with weight decay on the matrices only."
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    return torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
+                             lr=cfg.lr, betas=cfg.betas)
+
+def _micro_batches(examples, step:int, cfg:TrainConfig, rank:int, accum:int, collate:Callable, length_fn:Callable, device) -> list[dict]:
+    "This process's micro-batches of step `step`: its share of the step's stream indices, sorted by length, collated."
+    idx = stream_indices(len(examples), step * cfg.batch_size, cfg.batch_size, cfg.seed)
+    mine = idx[rank * accum * cfg.micro_batch_size:(rank + 1) * accum * cfg.micro_batch_size]
+    mine = sorted(mine, key=lambda i: (length_fn(examples[i]), i))
+    micro = [collate([examples[i] for i in mine[a * cfg.micro_batch_size:(a + 1) * cfg.micro_batch_size]]) for a in range(accum)]
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in micro]
+
+
+# %% ../nbs/32_trainer.ipynb #ec043595
+def _optimizer_step(model, opt, sched, acc, micro:list[dict], loss_fn:Callable, count_fn:Callable, cfg:TrainConfig, accum:int):
+    """One optimizer step over `micro` (gradients accumulated): (mean loss per unit, metrics per unit, grad norm, tokens seen here).
+    Every process's loss is divided by the units of the whole step, so the gradient is the mean over all of its units."""
+    world = acc.num_processes
+    units = torch.tensor(float(sum(count_fn(b) for b in micro)), device=acc.device)
+    if world > 1: units = acc.reduce(units, 'sum')
+    units = units.clamp(min=1.0)
+    loss_sum, gnorm, metric_sums, tokens = 0.0, None, {}, 0
+    for b in micro:
+        with acc.accumulate(model):
+            with acc.autocast():
+                l, metrics = split_loss(loss_fn(model, b))
+            acc.backward(l * (world * accum) / units)     # DDP averages over processes, accelerate divides by accum
+            loss_sum += float(l.detach())
+            for k, v in metrics.items(): metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
+            if acc.sync_gradients:
+                if cfg.max_grad_norm: gnorm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        tokens += count_tokens(b)
+    if world > 1:
+        names = sorted(metric_sums)
+        red = acc.reduce(torch.tensor([loss_sum] + [metric_sums[k] for k in names], device=acc.device, dtype=torch.float64), 'sum').tolist()
+        loss_sum, metric_sums = red[0], dict(zip(names, red[1:]))
+    return loss_sum / float(units), {k: v / float(units) for k, v in metric_sums.items()}, gnorm, tokens
+
+
+# %% ../nbs/32_trainer.ipynb #1bfad64b
 def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|dict|None=None,
           collate:Callable|None=None, val_examples:Sequence[dict]|None=None, loss_fn:Callable=lm_loss,
           count_fn:Callable=count_lm_units, tokenizer=None, resume:bool=False, stop_after:int|None=None,
@@ -191,104 +333,39 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
 
     `resume=True` continues from the latest complete checkpoint in `out_dir` (exactly: same data, RNG, optimizer state).
     `stop_after=k` stops after optimizer step k, as if the run were killed just after checkpointing (for tests)."""
-    from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    cfg = cfg.train_config()   # the loop's own fields (a method's config may carry more)
+    cfg = (config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)).train_config()   # the loop's own fields
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if not examples: raise ValueError("no training examples")
     if collate is None:
         pad = (tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0)
         collate = lambda ex: collate_lm(ex, pad)
-    world = PartialState().num_processes
-    per_step = cfg.micro_batch_size * world
-    if cfg.batch_size % per_step: raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of micro_batch_size * processes = {per_step}")
-    accum = cfg.batch_size // per_step
-    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), log_with=_trackers(cfg.report_to) or None,
-                      project_dir=str(out_dir), gradient_accumulation_steps=accum)
-    rank = acc.process_index
-    N = len(examples)
+    acc, accum = _accelerator(cfg, out_dir)
+    world, N = acc.num_processes, len(examples)
     total = int(cfg.max_steps) if cfg.max_steps else max(1, math.ceil(cfg.epochs * N / cfg.batch_size))
     warmup = math.ceil(cfg.warmup_ratio * total)
     set_seed(cfg.seed)
-    if acc.state.deepspeed_plugin is not None:                       # DeepSpeed needs the batch geometry up front
-        ds = acc.state.deepspeed_plugin.deepspeed_config
-        ds.update(train_micro_batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=accum, train_batch_size=cfg.batch_size)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
-                            lr=cfg.lr, betas=cfg.betas)
+    opt = _adamw(model, cfg)
     model.train()
     model, opt = acc.prepare(model, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, warmup, cfg.min_lr_ratio))
     acc.register_for_checkpointing(sched)
+    trackers = _trackers(cfg.report_to)
     fingerprint = stable_hash(asdict(cfg) | dict(progress=None, report_to=None, eval_every=None, save_every=None, log_every=None),
                               data_fingerprint(examples), world)
-    step, metrics_path = 0, out_dir/'metrics.jsonl'
-    ck = latest_checkpoint(out_dir) if resume else None
-    if ck is not None:
-        st = json.loads((ck/'trainer_state.json').read_text())
-        if st['fingerprint'] != fingerprint:
-            raise ValueError(f"cannot resume from {ck}: the configuration or data differ from that run's")
-        acc.load_state(str(ck))
-        step = st['step']
-        if acc.is_main_process: _truncate_metrics(metrics_path, step)
-    elif acc.is_main_process and metrics_path.exists(): metrics_path.unlink()
+    run = TrainingRun(acc, out_dir, fingerprint, total, stop_after, keep_last=cfg.save_total_limit, trackers=bool(trackers))
+    step = run.start(resume).get('step', 0)
     if acc.is_main_process: atomic_write_text(out_dir/'train_config.json', json.dumps(dict(asdict(cfg), total_steps=total, warmup_steps=warmup,
                                                    accumulation_steps=accum, processes=world, examples=N), indent=1, default=str))
-    trackers = _trackers(cfg.report_to)
     if trackers: acc.init_trackers(run_name, config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
-
-    def log(rec):
-        if acc.is_main_process:
-            with open(metrics_path, 'a') as f: f.write(json.dumps(rec) + '\n')
-        if trackers: acc.log({k: v for k, v in rec.items() if k != 'step' and isinstance(v, (int, float))}, step=rec['step'])
-
-    def save_checkpoint(step):
-        d = _ckpt_dir(out_dir, step)
-        acc.save_state(str(d))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            atomic_write_text(d/'trainer_state.json', json.dumps(dict(step=step, examples_seen=step * cfg.batch_size, epoch=step * cfg.batch_size / N,
-                              total_steps=total, fingerprint=fingerprint, data_order="stream of stable_rng(seed,'epoch',e) permutations",
-                              seed=cfg.seed), indent=1))
-            _prune_checkpoints(out_dir, cfg.save_total_limit)
-        acc.wait_for_everyone()
-
-    pbar = None
-    if cfg.progress and acc.is_main_process:
-        from tqdm.auto import tqdm
-        pbar = tqdm(total=total, initial=step, desc=run_name, unit='step', dynamic_ncols=True)
+    pbar = run.progress_bar(cfg.progress, step, run_name)
     t_start, tok_count, t_last, last_val, last_val_metrics = time.perf_counter(), 0, time.perf_counter(), None, {}
     run_tokens, run_t0 = 0, time.perf_counter()
     while step < total:
-        idx = stream_indices(N, step * cfg.batch_size, cfg.batch_size, cfg.seed)
-        mine = idx[rank * accum * cfg.micro_batch_size:(rank + 1) * accum * cfg.micro_batch_size]
-        mine = sorted(mine, key=lambda i: (length_fn(examples[i]), i))
-        micro = [collate([examples[i] for i in mine[a * cfg.micro_batch_size:(a + 1) * cfg.micro_batch_size]]) for a in range(accum)]
-        micro = [{k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in micro]
-        units = torch.tensor(float(sum(count_fn(b) for b in micro)), device=acc.device)
-        if world > 1: units = acc.reduce(units, 'sum')
-        units = units.clamp(min=1.0)
-        loss_sum, gnorm, metric_sums = 0.0, None, {}
-        for b in micro:
-            with acc.accumulate(model):
-                with acc.autocast():
-                    l, metrics = split_loss(loss_fn(model, b))
-                acc.backward(l * (world * accum) / units)     # DDP averages over processes, accelerate divides by accum
-                loss_sum += float(l.detach())
-                for k, v in metrics.items(): metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
-                if acc.sync_gradients:
-                    if cfg.max_grad_norm: gnorm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            tok_count += count_tokens(b)
+        micro = _micro_batches(examples, step, cfg, acc.process_index, accum, collate, length_fn, acc.device)
+        train_loss, train_metrics, gnorm, tokens = _optimizer_step(model, opt, sched, acc, micro, loss_fn, count_fn, cfg, accum)
+        tok_count += tokens
         step += 1
-        if world > 1:
-            names = sorted(metric_sums)
-            red = acc.reduce(torch.tensor([loss_sum] + [metric_sums[k] for k in names], device=acc.device, dtype=torch.float64), 'sum').tolist()
-            loss_sum, metric_sums = red[0], dict(zip(names, red[1:]))
-        train_loss = loss_sum / float(units)
-        train_metrics = {k: v / float(units) for k, v in metric_sums.items()}
         if pbar: pbar.update(1); pbar.set_postfix(loss=f'{train_loss:.3f}', lr=f'{sched.get_last_lr()[0]:.2e}')
         rec = None
         if step % max(1, cfg.log_every) == 0 or step == total:
@@ -303,25 +380,33 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
             rec = rec or dict(step=step, epoch=round(step * cfg.batch_size / N, 4), loss=train_loss, lr=sched.get_last_lr()[0],
                               elapsed_s=time.perf_counter() - t_start)
             rec.update(val_loss=last_val, **last_val_metrics)
-        if rec: log(rec)
-        if (cfg.save_every and step % cfg.save_every == 0) or step == total or step == stop_after: save_checkpoint(step)
-        if stop_after is not None and step >= stop_after and step < total:
+        if rec: run.log(rec)
+        if run.checkpoint_due(step, cfg.save_every):
+            run.save(step, dict(examples_seen=step * cfg.batch_size, epoch=step * cfg.batch_size / N, total_steps=total,
+                                data_order="stream of stable_rng(seed,'epoch',e) permutations", seed=cfg.seed))
+        if run.stops(step):
             if pbar: pbar.close()
             acc.end_training()
             return dict(out_dir=str(out_dir), step=step, total_steps=total, stopped=True, val_loss=last_val)
     if pbar: pbar.close()
+    return _finish(model, acc, tokenizer, out_dir, step, total, last_val, last_val_metrics, run_tokens * world, run_t0)
+
+def _finish(model, acc, tokenizer, out_dir:Path, step:int, total:int, last_val, last_val_metrics:dict, tokens:int, t0:float) -> dict:
+    "Save the final model (and tokenizer) to `out_dir`; the run's summary, with the last logged training loss."
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
     unwrapped.save_pretrained(out_dir, is_main_process=acc.is_main_process, save_function=acc.save, state_dict=acc.get_state_dict(model))
     if tokenizer is not None and acc.is_main_process: tokenizer.save_pretrained(out_dir)
     acc.end_training()
-    wall = time.perf_counter() - run_t0
+    wall = time.perf_counter() - t0
     summary = dict(out_dir=str(out_dir), step=step, total_steps=total, stopped=False, val_loss=last_val, train_loss=None,
-                   seconds=wall, tokens=run_tokens * world, tokens_per_s=run_tokens * world / max(1e-9, wall), **last_val_metrics)
+                   seconds=wall, tokens=tokens, tokens_per_s=tokens / max(1e-9, wall), **last_val_metrics)
+    metrics_path = out_dir/'metrics.jsonl'
     if metrics_path.is_file():
         last = [json.loads(l) for l in metrics_path.read_text().splitlines() if l.strip()]
         if last: summary['train_loss'] = last[-1].get('loss')
     return summary
+
 
 # %% ../nbs/32_trainer.ipynb #0491e3ea
 def params_equal(m1, m2) -> bool:

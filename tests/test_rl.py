@@ -148,3 +148,19 @@ def test_cli_runs_and_prints_summary(folders, tmp_path, capsys):
     recs = [json.loads(l) for l in (tmp_path/'g'/'metrics.jsonl').read_text().splitlines()]
     assert all({'step', 'loss', 'elapsed_s', 'reward', 'kl'} <= set(r) for r in recs)
     _weights(tmp_path/'g')
+
+
+def test_algorithms_implement_the_explicit_interface():
+    "PPO, RLOO and GRPO are `RLAlgorithm`s holding their own config: no method of the interface takes a config."
+    import inspect
+    from alpacafarm_nb.methods.rollouts import RLAlgorithm
+    from alpacafarm_nb.methods.ppo import PPO, PPOConfig
+    from alpacafarm_nb.methods.rloo import RLOO, RLOOConfig
+    from alpacafarm_nb.methods.grpo import GRPO, GRPOConfig
+    for algo in (PPO(PPOConfig()), RLOO(RLOOConfig(k=3)), GRPO(GRPOConfig(k=2))):
+        assert isinstance(algo, RLAlgorithm)
+        for name in ('prepare', 'units', 'loss', 'next_kl_coef'):
+            assert 'cfg' not in inspect.signature(getattr(algo, name)).parameters, (type(algo).__name__, name)
+    assert (RLOO(RLOOConfig(k=3)).k, GRPO(GRPOConfig(k=2)).k, PPO(PPOConfig()).k) == (3, 2, 1)
+    ppo = PPO(PPOConfig(adaptive_kl=True, target_kl=6.0, kl_horizon=10000, rollout_batch_size=512))
+    assert ppo.next_kl_coef(0.1, 12.0) > 0.1 and PPO(PPOConfig()).next_kl_coef(0.1, 12.0) == 0.1   # the controller moves only when on

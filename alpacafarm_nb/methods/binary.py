@@ -13,18 +13,19 @@ from typing import ClassVar, Sequence
 
 import torch
 
-from ..core import DataError, atomic_write_text
+from ..core import DataError, atomic_write_text, stable_rng
 from ..config import ConfigError, config_from_args
 from ..data import format_prompt
 from ..sampling import IGNORE_INDEX, encode_prompts, encode_responses, generate
+from ..trainer import split_held_out
 from .sft import SFTConfig, sft
-from .dpo import preference_pairs, split_held_out, preference_train_parser, run_train_kind
+from .dpo import preference_pairs, preference_train_parser, run_train_kind
 
 # %% auto #0
-__all__ = ['POSITIVE_TOKEN', 'NEGATIVE_TOKEN', 'CONTROL_TOKENS_FILE', 'train_feedme', 'train_reward_conditioning',
-           'check_control_tokens', 'add_control_tokens', 'strip_control_tokens', 'FeedMEConfig', 'feedme_rows',
-           'feedme', 'RewardConditioningConfig', 'conditioned_rows', 'tokenize_conditioned', 'reward_conditioning',
-           'control_tokens_of', 'generate_conditioned', 'train_feedme_cli', 'train_reward_conditioning_cli']
+__all__ = ['POSITIVE_TOKEN', 'NEGATIVE_TOKEN', 'CONTROL_TOKENS_FILE', 'check_control_tokens', 'add_control_tokens',
+           'strip_control_tokens', 'FeedMEConfig', 'feedme_rows', 'feedme', 'RewardConditioningConfig',
+           'conditioned_rows', 'tokenize_conditioned', 'reward_conditioning', 'control_tokens_of',
+           'generate_conditioned', 'train_feedme_cli', 'train_reward_conditioning_cli']
 
 # %% ../../nbs/49_binary_methods.ipynb #ec70a1a9
 POSITIVE_TOKEN, NEGATIVE_TOKEN = '<|good|>', '<|bad|>'
@@ -86,7 +87,7 @@ def feedme_rows(pairs, source=None) -> list[dict]:
 def _held_out(rows, val_pairs, make, cfg):
     "(train rows, validation rows): `val_pairs` when given, else `val_size` pairs held out of `rows`."
     if val_pairs is not None: return rows, make(val_pairs)
-    if cfg.val_size: return split_held_out(rows, cfg.val_size, cfg.seed)
+    if cfg.val_size: return split_held_out(rows, cfg.val_size, stable_rng(cfg.seed, 'held_out'))
     return rows, None
 
 def feedme(policy, pairs, out_dir:str|Path, val_pairs=None, config:FeedMEConfig|None=None, preset:str|None='pocket',
@@ -98,8 +99,6 @@ def feedme(policy, pairs, out_dir:str|Path, val_pairs=None, config:FeedMEConfig|
     s = sft(policy, rows, out_dir, val_rows=val, config=cfg, resume=resume, stop_after=stop_after)
     cfg.save(out_dir, preset=preset if config is None else None)
     return s | dict(demonstrations=len(rows))
-
-train_feedme = feedme
 
 # %% ../../nbs/49_binary_methods.ipynb #fcd8091a
 @dataclass
@@ -140,7 +139,7 @@ def reward_conditioning(policy, pairs, out_dir:str|Path, val_pairs=None, config:
     cfg = config if config is not None else RewardConditioningConfig.resolve(preset, overrides)
     kept = preference_pairs(pairs, with_instruction=True)
     if val_pairs is not None: tr, va = kept, preference_pairs(val_pairs, with_instruction=True)
-    else: tr, va = split_held_out(kept, cfg.val_size, cfg.seed)    # whole pairs: a held-out pair's two outputs stay together
+    else: tr, va = split_held_out(kept, cfg.val_size, stable_rng(cfg.seed, 'held_out'))    # whole pairs: a held-out pair's two outputs stay together
     rows, val = (_conditioned(x, cfg.positive_token, cfg.negative_token) for x in (tr, va))
     if isinstance(policy, (str, Path)):          # a bad token is a config error: say so before loading the model
         from alpacafarm_nb.models import load_tokenizer
@@ -156,8 +155,6 @@ def reward_conditioning(policy, pairs, out_dir:str|Path, val_pairs=None, config:
     s = train(model, train_ex, out_dir, cfg, val_examples=val_ex, tokenizer=tok, resume=resume, stop_after=stop_after,
               run_name='reward_conditioning')
     return s | dict(demonstrations=len(train_ex))
-
-train_reward_conditioning = reward_conditioning
 
 # %% ../../nbs/49_binary_methods.ipynb #58f45ab0
 def control_tokens_of(policy_dir:str|Path) -> dict:

@@ -14,16 +14,16 @@ from typing import ClassVar, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..core import read_records, DataError, atomic_write_text, stable_hash
+from ..core import read_records, DataError, atomic_write_text, stable_hash, stable_rng
 from ..config import ConfigError, add_config_args, config_from_args
-from ..trainer import TrainConfig
+from ..trainer import TrainConfig, split_held_out, count_pairs
 from ..sampling import encode_prompts, encode_responses, response_logprobs, score_responses
 from ..data import format_prompt
 
 # %% auto #0
-__all__ = ['LOSS_TYPES', 'REF_CACHE', 'DEFAULT_BETA', 'train_dpo', 'preference_loss', 'preference_pairs', 'encode_pairs',
-           'model_fingerprint', 'reference_logprobs', 'collate_pairs', 'count_pairs', 'make_loss_fn', 'DPOConfig',
-           'split_held_out', 'dpo', 'preference_train_parser', 'run_train_kind', 'train_dpo_cli']
+__all__ = ['LOSS_TYPES', 'REF_CACHE', 'DEFAULT_BETA', 'preference_loss', 'preference_pairs', 'encode_pairs', 'model_fingerprint',
+           'reference_logprobs', 'collate_pairs', 'make_loss_fn', 'DPOConfig', 'dpo', 'preference_train_parser',
+           'run_train_kind', 'train_dpo_cli']
 
 # %% ../../nbs/48_dpo.ipynb #3710424a
 LOSS_TYPES = ('sigmoid', 'ipo', 'simpo', 'kto')
@@ -134,16 +134,15 @@ def reference_logprobs(model, examples:Sequence[dict], cache_dir:str|Path|None=N
 
 # %% ../../nbs/48_dpo.ipynb #3a0db6a8
 def collate_pairs(examples:Sequence[dict]) -> dict:
-    "Lists of token ids stay lists (`response_logprobs` pads them); reference log-probs become tensors."
+    "Lists of token ids stay lists (`response_logprobs` pads them); reference log-probs become tensors; `n_pairs` for `count_pairs`."
     b = {k: [e[k] for e in examples] for k in ('prompt', 'chosen', 'rejected', 'kl') if k in examples[0]}
+    b['n_pairs'] = len(examples)
     # the trainer counts tokens (tokens/s) from `*attention_mask` tensors: the mask of the concatenated forward's rows
     lens = [len(p) + len(r) for p, r in zip(b['prompt'] * 2, b['chosen'] + b['rejected'])]
     b['pair_attention_mask'] = (torch.arange(max(lens))[None, :] < torch.tensor(lens)[:, None]).long()
     for k in ('ref_chosen', 'ref_rejected', 'ref_kl'):
         if k in examples[0]: b[k] = torch.tensor([e[k] for e in examples], dtype=torch.float32)
     return b
-
-def count_pairs(batch:dict) -> int: return len(batch['prompt'])
 
 def make_loss_fn(loss_type:str='sigmoid', beta:float=0.1, label_smoothing:float=0.0, simpo_gamma:float=0.5,
                  kto_weights:tuple=(1.0, 1.0), pad_token_id:int=0, robust:bool=False):
@@ -219,14 +218,6 @@ def _max_length(model, max_length:int) -> int:
     ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
     return min(max_length, ctx) if ctx else max_length
 
-def split_held_out(items:Sequence, n:int, seed:int=0) -> tuple[list, list]:
-    "(train, held out): `n` items chosen by a seeded permutation, the rest in their order."
-    from alpacafarm_nb.core import stable_rng
-    if n <= 0: return list(items), []
-    if n >= len(items): raise ConfigError(f"val_size {n} leaves no training pairs out of {len(items)} (set val_size smaller, or give validation pairs)")
-    held = set(stable_rng(seed, 'held_out').permutation(len(items))[:n].tolist())
-    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
-
 def dpo(policy, pairs, out_dir:str|Path, val_pairs=None, config:DPOConfig|None=None, preset:str|None='pocket',
         resume:bool=False, stop_after:int|None=None, **overrides) -> dict:
     """Train `policy` (a folder, e.g. SFT10k, or (model, tokenizer)) on preference `pairs` (a file or records) with a DPO-family
@@ -238,7 +229,7 @@ def dpo(policy, pairs, out_dir:str|Path, val_pairs=None, config:DPOConfig|None=N
     val = None
     if val_pairs is not None:
         val = preference_pairs(val_pairs) if isinstance(val_pairs, (str, Path)) or (val_pairs and 'output_1' in val_pairs[0]) else list(val_pairs)
-    elif cfg.val_size: data, val = split_held_out(data, cfg.val_size, cfg.seed)
+    elif cfg.val_size: data, val = split_held_out(data, cfg.val_size, stable_rng(cfg.seed, 'held_out'))
     model, tok = _load(policy)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     L = _max_length(model, cfg.max_length)
@@ -260,7 +251,6 @@ def dpo(policy, pairs, out_dir:str|Path, val_pairs=None, config:DPOConfig|None=N
     if how != 'not needed': s['reference_s'] = round(ref_s, 2)
     return s
 
-train_dpo = dpo   # the name the farm's stage table uses: train_dpo(sft_dir, preferences_file, out_dir, config=...)
 
 # %% ../../nbs/48_dpo.ipynb #b7d3073c
 def preference_train_parser(kind:str, config_cls, description:str) -> argparse.ArgumentParser:

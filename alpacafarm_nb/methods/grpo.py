@@ -13,7 +13,7 @@ from typing import Callable, ClassVar
 import torch
 
 from ..config import ConfigError
-from .rollouts import RLConfig, run_rl, rl_cli
+from .rollouts import RLConfig, RLAlgorithm, run_rl, rl_cli
 from .rloo import _GROUP_PRESETS
 
 # %% auto #0
@@ -56,21 +56,21 @@ def grpo_loss(logp, old_logp, ref_logp, mask, advantages, cliprange:float=0.2, k
     return seq_mean(per_token), dict(clipfrac=seq_mean((l2 > l1).to(m.dtype)).detach(), k3_kl=seq_mean(kl).detach(),
                                      approx_kl=seq_mean(0.5 * (logp - old_logp) ** 2).detach())
 
-class GRPO:
-    "GRPO's own part of the RL loop."
+class GRPO(RLAlgorithm):
+    "GRPO's own part of the RL loop: group-normalised advantages of the raw scores; the k3 KL is in the loss; sequences are the units."
     needs_value = False
     def __init__(self, cfg:GRPOConfig): self.cfg, self.k = cfg, cfg.k
 
-    def prepare(self, ro:dict, cfg:GRPOConfig, kl_coef:float, reduce=None) -> dict:
-        adv = grpo_advantages(ro['scores'], cfg.k, cfg.std_eps)
+    def prepare(self, ro:dict, kl_coef:float, reduce=None) -> dict:
+        adv = grpo_advantages(ro['scores'], self.k, self.cfg.std_eps)
         ro.update(advantages=adv, old_logp=ro['logp'])
-        return dict(advantage_abs=float(adv.abs().mean()), groups_all_equal=float((ro['scores'].view(-1, cfg.k).std(1) == 0).float().mean()))
+        return dict(advantage_abs=float(adv.abs().mean()), groups_all_equal=float((ro['scores'].view(-1, self.k).std(1) == 0).float().mean()))
 
     def units(self, mb:dict) -> float: return float(len(mb['response_ids']))   # sequences
 
-    def loss(self, out, mb:dict, cfg:GRPOConfig):
+    def loss(self, out, mb:dict):
         logp, mask, _ = out
-        return grpo_loss(logp, mb['old_logp'], mb['ref_logp'], mask, mb['advantages'], cfg.cliprange, cfg.kl_coef)
+        return grpo_loss(logp, mb['old_logp'], mb['ref_logp'], mask, mb['advantages'], self.cfg.cliprange, self.cfg.kl_coef)
 
 def grpo(policy, reward_model, instructions, out_dir:str|Path, config:GRPOConfig|None=None, preset:str|None='pocket', resume:bool=False,
          stop_after:int|None=None, reward_fn:Callable|None=None, world_seed:int=0, world_sizes:dict|None=None, **overrides) -> dict:

@@ -14,7 +14,8 @@ from typing import Callable, ClassVar
 import torch
 
 from ..config import ConfigError
-from .rollouts import (RLConfig, shaped_rewards, whiten, masked_mean, adaptive_kl_update, run_rl, rl_cli)
+from .rollouts import (RLConfig, RLAlgorithm, shaped_rewards, whiten, masked_mean, _moments, adaptive_kl_update,
+                                            run_rl, rl_cli)
 
 # %% auto #0
 __all__ = ['PPOConfig', 'gae', 'ppo_policy_loss', 'ppo_value_loss', 'PPO', 'ppo', 'train_ppo_cli']
@@ -79,34 +80,31 @@ def ppo_value_loss(values:torch.Tensor, old_values:torch.Tensor, returns:torch.T
     return 0.5 * (torch.maximum(l1, l2) * m).sum(), dict(vf_clipfrac=((l2 > l1).to(m.dtype) * m).sum().detach())
 
 # %% ../../nbs/45_ppo.ipynb #0ce6fb61
-class PPO:
-    "PPO's own part of the RL loop: advantages from a rollout, and the clipped losses."
+class PPO(RLAlgorithm):
+    "PPO's own part of the RL loop: advantages from a rollout, the clipped losses, and the adaptive KL controller."
     k, needs_value = 1, True
     def __init__(self, cfg:PPOConfig): self.cfg = cfg
 
-    def prepare(self, ro:dict, cfg:PPOConfig, kl_coef:float, reduce=None) -> dict:
-        mask = ro['mask']
+    def prepare(self, ro:dict, kl_coef:float, reduce=None) -> dict:
+        cfg, mask = self.cfg, ro['mask']
         rewards = shaped_rewards(ro['scores'], ro['logp'], ro['ref_logp'], mask, kl_coef, cfg.clamp_kl)
         if cfg.whiten_rewards: rewards = whiten(rewards, mask, shift_mean=False, reduce=reduce)
         adv, returns = gae(rewards, ro['values'], mask, cfg.gamma, cfg.lam)
         ro.update(advantages=whiten(adv, mask, reduce=reduce), returns=returns, old_logp=ro['logp'], old_values=ro['values'])
-        from alpacafarm_nb.methods.rollouts import _moments
         _, var_ret = _moments(returns, mask, reduce)
         _, var_res = _moments(returns - ro['values'], mask, reduce)
         return dict(value_explained_variance=float(1 - var_res / var_ret) if var_ret > 0 else 0.0,
                     return_mean=float(masked_mean(returns, mask)), value_mean=float(masked_mean(ro['values'], mask)))
 
-    def units(self, mb:dict) -> float: return float(mb['mask'].sum())          # tokens
-
-    def loss(self, out, mb:dict, cfg:PPOConfig):
+    def loss(self, out, mb:dict):
         logp, mask, values = out
-        pg, st = ppo_policy_loss(logp, mb['old_logp'], mb['advantages'], mask, cfg.cliprange)
-        vf, vst = ppo_value_loss(values, mb['old_values'], mb['returns'], mask, cfg.cliprange_value)
-        return pg + cfg.vf_coef * vf, dict(policy_loss=pg.detach(), value_loss=vf.detach(), **st, **vst)
+        pg, st = ppo_policy_loss(logp, mb['old_logp'], mb['advantages'], mask, self.cfg.cliprange)
+        vf, vst = ppo_value_loss(values, mb['old_values'], mb['returns'], mask, self.cfg.cliprange_value)
+        return pg + self.cfg.vf_coef * vf, dict(policy_loss=pg.detach(), value_loss=vf.detach(), **st, **vst)
 
-    def adaptive_kl(self, kl_coef:float, kl:float, cfg:PPOConfig) -> float:
-        if not cfg.adaptive_kl: return kl_coef
-        return adaptive_kl_update(kl_coef, kl, cfg.target_kl, cfg.kl_horizon, cfg.rollout_batch_size)
+    def next_kl_coef(self, kl_coef:float, kl:float) -> float:
+        if not self.cfg.adaptive_kl: return kl_coef
+        return adaptive_kl_update(kl_coef, kl, self.cfg.target_kl, self.cfg.kl_horizon, self.cfg.rollout_batch_size)
 
 # %% ../../nbs/45_ppo.ipynb #88f26d83
 def ppo(policy, reward_model, instructions, out_dir:str|Path, config:PPOConfig|None=None, preset:str|None='pocket', resume:bool=False,

@@ -6,22 +6,22 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/quark.html.md"""
 
 # %% ../../nbs/46_quark.ipynb #d2a0dff9
 from __future__ import annotations
-import contextlib, copy, json, os, shutil, sys, time
-from dataclasses import dataclass, asdict
+import contextlib, copy, json, shutil, time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..core import stable_rng, stable_hash, atomic_write_text, DataError
+from ..core import stable_rng, atomic_write_text
 from ..config import ConfigError
-from ..sampling import collate_prompt_response, IGNORE_INDEX
-from ..trainer import stream_indices, latest_checkpoint, data_fingerprint, _mixed_precision
-from .rollouts import (RLConfig, rollout, reward_scores, batched_logprobs, masked_mean, StepStats,
-                                            check_same_tokenizer, check_reward_model_folder, load_reward_model,
-                                            load_instructions, prepare_prompts, rl_cli, _token_stats, _ckpt_dir, _prune_states)
+from ..sampling import collate_prompt_response
+from ..trainer import stream_indices, _mixed_precision, TrainingRun
+from .rollouts import (RLConfig, rollout, batched_logprobs, StepStats, rl_inputs, rl_fingerprint,
+                                            frozen, reward_function, adam_with_warmup, optimizer_step, rl_cli, _token_stats)
 from .binary import add_control_tokens, check_control_tokens, CONTROL_TOKENS_FILE
+
 
 # %% auto #0
 __all__ = ['QUANTILE_TOKEN', 'VARIANTS', 'quantile_tokens', 'QuarkConfig', 'assign_quantiles', 'response_logits', 'per_token_kl',
@@ -136,6 +136,52 @@ def banned_tokens(model, token_ids:Sequence[int]):
     try: yield
     finally: h.remove()
 
+def _explore(policy, ref, tokenizer, prompts, prompt_ids, idx:list[int], control_ids:list[int], step:int, cfg:QuarkConfig, score) -> dict:
+    "1. The rollout of step `step` on prompts `idx`: the full variant samples after the best token (not at step 0: it is untrained)."
+    full = cfg.variant == 'full'
+    cond = [list(prompt_ids[i]) + ([control_ids[0]] if full and step > 0 else []) for i in idx]
+    with banned_tokens(policy, control_ids):
+        ro = rollout(policy, tokenizer, [prompts[i] for i in idx], cond, cfg, step, score)
+    ro['ref_logp'] = batched_logprobs(ref, [prompt_ids[i] for i in idx], ro['response_ids'], cfg.temperature, tokenizer.pad_token_id,
+                                      cfg.sample_batch_size, ro['logp'].shape[1])
+    return ro
+
+def _learn(acc, model, ref, opt, sched, P, Pref, Rs, step:int, cfg:QuarkConfig, vocab:int, pad:int, stats:StepStats):
+    "4. Epochs of minibatches over the training rows; each minibatch's loss is the mean over its response tokens."
+    for epoch in range(cfg.epochs_per_rollout):
+        perm = stable_rng(cfg.seed, 'minibatch', step, epoch).permutation(len(P)).tolist()
+        for s in range(0, len(perm), cfg.minibatch_size):
+            mb = perm[s:s + cfg.minibatch_size]
+            n_tok = max(1, sum(len(Rs[i]) for i in mb))
+            for a in range(0, len(mb), cfg.micro_batch_size):
+                mic = mb[a:a + cfg.micro_batch_size]
+                with acc.autocast():
+                    logits, mask = response_logits(model, [P[i] for i in mic], [Rs[i] for i in mic], cfg.temperature, pad)
+                    with torch.no_grad():
+                        ref_logits, _ = response_logits(ref, [Pref[i] for i in mic], [Rs[i] for i in mic], cfg.temperature, pad)
+                    resp = torch.tensor([r + [0] * (mask.shape[1] - len(r)) for r in (Rs[i] for i in mic)], device=mask.device)
+                    loss, lst = quark_loss(logits, ref_logits, resp, mask, cfg.kl_coef, cfg.entropy_coef, vocab)
+                acc.backward(loss / n_tok)
+                w = float(mask.sum())
+                stats.add('loss', float(loss.detach()) / max(w, 1.0), w)
+                for k, v in lst.items(): stats.add(k, float(v) / max(w, 1.0), w)
+            optimizer_step(acc, model, opt, sched, cfg.max_grad_norm, stats)
+
+def _quark_record(stats:StepStats, pool:list[dict], q:list[int], n_rows:int, ro:dict, step:int, lr:float, K:int,
+                  t_start:float, t0:float, t_roll:float) -> dict:
+    "5. The metrics line: the rollout's statistics, the losses, and the pool's quantiles."
+    rec = stats.means()
+    rec.pop('reward_penalized', None)
+    top = [pool[i]['score'] for i, k in enumerate(q) if k == 0]
+    now = time.perf_counter()
+    return dict(step=step, loss=rec.pop('loss', None), elapsed_s=now - t_start, lr=lr, **rec,
+                top_quantile_threshold=min(top), top_quantile_reward=sum(top) / len(top), pool_size=len(pool), train_rows=n_rows,
+                quantile_rewards=[sum(pool[i]['score'] for i, k in enumerate(q) if k == j) / max(1, q.count(j)) for j in range(K)],
+                rollout_tokens_per_s=float(ro['mask'].sum()) / max(1e-9, ro['sample_seconds']), step_seconds=now - t0,
+                rollout_seconds=t_roll)
+
+
+# %% ../../nbs/46_quark.ipynb #7b71a2ad
 def quark_train(policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Sequence[int]], out_dir:str|Path, cfg:QuarkConfig,
                 reward_fn:Callable|None=None, reward_model=None, resume:bool=False, stop_after:int|None=None, run_name:str='quark') -> dict:
     """Train `policy` with Quark on `prompts` (formatted texts with their token ids). The reward is `reward_model` (read at the last
@@ -148,117 +194,54 @@ def quark_train(policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Se
     if not prompts: raise ValueError("no prompts to train on")
     set_seed(cfg.seed)
     K, full, pad = cfg.n_quantiles, cfg.variant == 'full', tokenizer.pad_token_id
-    if reward_model is not None:
-        reward_model = reward_model.to(acc.device).eval()
-        reward_fn = lambda P, R: reward_scores(reward_model, P, R, pad, cfg.sample_batch_size)
-    if reward_fn is None: raise ValueError("quark needs a reward_model or a reward_fn")
+    reward_fn = reward_function(reward_model, reward_fn, pad, cfg.sample_batch_size, acc.device, 'quark')
     vocab = policy.get_input_embeddings().weight.shape[0]                 # the reference's vocabulary: the KL is over it
-    ref = copy.deepcopy(policy).to(acc.device).eval()                      # the frozen SFT model, without control tokens
-    for p in ref.parameters(): p.requires_grad_(False)
+    ref = frozen(copy.deepcopy(policy), acc.device)                       # the frozen SFT model, without control tokens
     tokens = quantile_tokens(K) if full else []
     control_ids = add_control_tokens(policy, tokenizer, tokens) if full else []
     drop = set(control_ids)
     score = lambda P, R: reward_fn([_strip(p, drop) for p in P], R)       # the reward model reads the plain prompt
     if full: atomic_write_text(out_dir/CONTROL_TOKENS_FILE, json.dumps(dict(positive=tokens[0], negative=tokens[-1], quantiles=tokens)) + '\n')
     policy.eval()
-    opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, eps=cfg.adam_eps)
-    model, opt = acc.prepare(policy, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0)
-    acc.register_for_checkpointing(sched)
+    model, opt, sched = adam_with_warmup(acc, policy, cfg)
     inner = acc.unwrap_model(model)
-    fingerprint = stable_hash({k: v for k, v in asdict(cfg).items() if k not in ('progress', 'save_every', 'log_every', 'sample_batch_size')},
-                              data_fingerprint([dict(p=p) for p in prompt_ids]), run_name)
-    step, pool = 0, []                       # pool rows: {prompt: index, response: ids, score}
-    metrics_path = out_dir/'metrics.jsonl'
-    ck = latest_checkpoint(out_dir) if resume else None
-    if ck is not None:
-        st = json.loads((ck/'trainer_state.json').read_text())
-        if st['fingerprint'] != fingerprint: raise ValueError(f"cannot resume from {ck}: the configuration or data differ from that run's")
-        acc.load_state(str(ck))
-        step = st['step']
-        if full: pool = json.loads((ck/'pool.json').read_text())
-        keep = [l for l in metrics_path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step] if metrics_path.is_file() else []
-        atomic_write_text(metrics_path, ''.join(l + '\n' for l in keep))
-    else:                                    # a fresh run: an earlier run's metrics and checkpoints in this folder are not this one's
-        if metrics_path.exists(): metrics_path.unlink()
-        shutil.rmtree(out_dir/'checkpoints', ignore_errors=True)
-    pbar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-        pbar = tqdm(total=cfg.max_steps, initial=step, desc=run_name, unit='step', dynamic_ncols=True)
+    run = TrainingRun(acc, out_dir, rl_fingerprint(cfg, prompt_ids, run_name), cfg.max_steps, stop_after, keep_last=None)
+    step = run.start(resume).get('step', 0)
+    pool = json.loads((run.checkpoint/'pool.json').read_text()) if full and run.checkpoint else []   # rows: {prompt, response, score}
+    pbar = run.progress_bar(cfg.progress, step, run_name)
 
     def save_policy(d:Path):
         inner.save_pretrained(d); tokenizer.save_pretrained(d)
         if full and Path(d) != out_dir: shutil.copy(out_dir/CONTROL_TOKENS_FILE, d/CONTROL_TOKENS_FILE)
-
-    def save(step, rec):
-        d = _ckpt_dir(out_dir, step)
-        acc.save_state(str(d))
+    def write(d:Path):
         save_policy(d/'policy')
         if full: atomic_write_text(d/'pool.json', json.dumps(pool))
-        atomic_write_text(d/'trainer_state.json', json.dumps(dict(step=step, variant=cfg.variant, kl_coef=cfg.kl_coef, fingerprint=fingerprint,
-                          seed=cfg.seed, prompts_seen=step * cfg.rollout_batch_size, metrics=rec), indent=1))
-        _prune_states(out_dir, d)
 
     t_start, last = time.perf_counter(), {}
     while step < cfg.max_steps:
         t0 = time.perf_counter()
-        # 1. explore: the full variant samples after the best token (except the first rollout: the token is untrained)
         idx = stream_indices(len(prompts), step * cfg.rollout_batch_size, cfg.rollout_batch_size, cfg.seed)     # epochs over the prompts
-        cond = [list(prompt_ids[i]) + ([control_ids[0]] if full and step > 0 else []) for i in idx]
-        with banned_tokens(inner, control_ids):
-            ro = rollout(inner, tokenizer, [prompts[i] for i in idx], cond, cfg, step, score)
-        ro['ref_logp'] = batched_logprobs(ref, [prompt_ids[i] for i in idx], ro['response_ids'], cfg.temperature, pad,
-                                          cfg.sample_batch_size, ro['logp'].shape[1])
+        ro = _explore(inner, ref, tokenizer, prompts, prompt_ids, idx, control_ids, step, cfg, score)
         t_roll = time.perf_counter() - t0
         stats = _token_stats(ro, 0.0, False)
         # 2. the pool: AlpacaFarm's is this rollout only; Lu et al.'s keeps every rollout
         new = [dict(prompt=i, response=list(r), score=float(s)) for i, r, s in zip(idx, ro['response_ids'], ro['raw_scores'])]
         pool = pool + new if full else new
-        # 3. quantiles and the rows to learn from
+        # 3. quantiles and the rows to learn from (the policy reads its quantile token, the reference the plain prompt)
         rows, ctl, q = training_rows([r['score'] for r in pool], cfg.variant, K, control_ids, cfg.rollout_batch_size,
                                      stable_rng(cfg.seed, 'pool', step))
         P = [list(prompt_ids[pool[i]['prompt']]) + ([c] if c is not None else []) for i, c in zip(rows, ctl)]
         Pref = [list(prompt_ids[pool[i]['prompt']]) for i in rows]
         Rs = [pool[i]['response'] for i in rows]
-        # 4. learn: epochs of minibatches, the loss a mean over the minibatch's response tokens
-        for epoch in range(cfg.epochs_per_rollout):
-            perm = stable_rng(cfg.seed, 'minibatch', step, epoch).permutation(len(rows)).tolist()
-            for s in range(0, len(perm), cfg.minibatch_size):
-                mb = perm[s:s + cfg.minibatch_size]
-                n_tok = max(1, sum(len(Rs[i]) for i in mb))
-                for a in range(0, len(mb), cfg.micro_batch_size):
-                    mic = mb[a:a + cfg.micro_batch_size]
-                    with acc.autocast():
-                        logits, mask = response_logits(model, [P[i] for i in mic], [Rs[i] for i in mic], cfg.temperature, pad)
-                        with torch.no_grad():
-                            ref_logits, _ = response_logits(ref, [Pref[i] for i in mic], [Rs[i] for i in mic], cfg.temperature, pad)
-                        resp = torch.tensor([r + [0] * (mask.shape[1] - len(r)) for r in (Rs[i] for i in mic)], device=mask.device)
-                        loss, lst = quark_loss(logits, ref_logits, resp, mask, cfg.kl_coef, cfg.entropy_coef, vocab)
-                    acc.backward(loss / n_tok)
-                    w = float(mask.sum())
-                    stats.add('loss', float(loss.detach()) / max(w, 1.0), w)
-                    for k, v in lst.items(): stats.add(k, float(v) / max(w, 1.0), w)
-                gnorm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
-                opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-                if gnorm is not None: stats.add('grad_norm', float(gnorm), 1.0)
+        _learn(acc, model, ref, opt, sched, P, Pref, Rs, step, cfg, vocab, pad, stats)
         step += 1
-        # 5. log and checkpoint
-        rec = stats.means()
-        rec.pop('reward_penalized', None)
-        top = [pool[i]['score'] for i, k in enumerate(q) if k == 0]
-        now = time.perf_counter()
-        rec = dict(step=step, loss=rec.pop('loss', None), elapsed_s=now - t_start, lr=sched.get_last_lr()[0], **rec,
-                   top_quantile_threshold=min(top), top_quantile_reward=sum(top) / len(top), pool_size=len(pool), train_rows=len(rows),
-                   quantile_rewards=[sum(pool[i]['score'] for i, k in enumerate(q) if k == j) / max(1, q.count(j)) for j in range(K)],
-                   rollout_tokens_per_s=float(ro['mask'].sum()) / max(1e-9, ro['sample_seconds']), step_seconds=now - t0,
-                   rollout_seconds=t_roll)
-        if step % max(1, cfg.log_every) == 0 or step == cfg.max_steps:
-            with open(metrics_path, 'a') as f: f.write(json.dumps(rec) + '\n')
-        last = rec
+        rec = last = _quark_record(stats, pool, q, len(rows), ro, step, sched.get_last_lr()[0], K, t_start, t0, t_roll)
+        if step % max(1, cfg.log_every) == 0 or step == cfg.max_steps: run.log(rec)
         if pbar: pbar.update(1); pbar.set_postfix(reward=f"{rec['reward']:.3f}", kl=f"{rec['kl']:.2f}")
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or step == stop_after: save(step, rec)
-        if stop_after is not None and step >= stop_after and step < cfg.max_steps:
+        if run.checkpoint_due(step, cfg.save_every):
+            run.save(step, dict(variant=cfg.variant, kl_coef=cfg.kl_coef, seed=cfg.seed, prompts_seen=step * cfg.rollout_batch_size,
+                                metrics=rec), write=write)
+        if run.stops(step):
             if pbar: pbar.close()
             return dict(out_dir=str(out_dir), step=step, stopped=True, last=last)
     if pbar: pbar.close()
@@ -266,29 +249,16 @@ def quark_train(policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Se
     ckpts = sorted(str(p/'policy') for p in (out_dir/'checkpoints').glob('step_*') if (p/'policy').is_dir())
     return dict(out_dir=str(out_dir), step=step, stopped=False, seconds=time.perf_counter() - t_start, checkpoints=ckpts, last=last)
 
+
 # %% ../../nbs/46_quark.ipynb #a16c48a2
 def quark(policy, reward_model, instructions, out_dir:str|Path, config:QuarkConfig|None=None, preset:str|None='pocket', resume:bool=False,
           stop_after:int|None=None, reward_fn:Callable|None=None, world_seed:int=0, world_sizes:dict|None=None, **overrides) -> dict:
     "Train `policy` with Quark against `reward_model` on `instructions`; write `out_dir` (see above); return a summary like `ppo`'s."
-    from alpacafarm_nb.models import load_policy, load_tokenizer
     cfg = config if config is not None else QuarkConfig.resolve(preset, overrides)
-    cfg.check()
-    # every check that can fail on bad input runs before any weights are loaded
-    tok = load_tokenizer(policy) if isinstance(policy, (str, Path)) else policy[1]
-    rm_path = reward_model if isinstance(reward_model, (str, Path)) else None
-    if rm_path is not None:
-        check_reward_model_folder(rm_path)
-        check_same_tokenizer(tok, load_tokenizer(rm_path))
-    if cfg.variant == 'full': check_control_tokens(tok, quantile_tokens(cfg.n_quantiles))
-    rows = load_instructions(instructions, world_seed, world_sizes) if isinstance(instructions, (str, Path)) else list(instructions)
-    model, tok = load_policy(policy, dtype=torch.float32, device='cpu') if isinstance(policy, (str, Path)) else policy
-    if rm_path is not None: reward_model, _ = load_reward_model(rm_path)
-    ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
-    if ctx is not None and cfg.max_new_tokens >= ctx: raise ConfigError(f"max_new_tokens {cfg.max_new_tokens} >= the policy's context {ctx}")
-    extra = 1 if cfg.variant == 'full' else 0                      # the quantile token after the prompt
-    limit = min(cfg.max_prompt_tokens, ctx - cfg.max_new_tokens - extra) if ctx else cfg.max_prompt_tokens
-    texts, ids, dropped = prepare_prompts(tok, rows, limit)
-    if dropped: print(f"quark: dropped {dropped} of {len(rows)} prompts over {limit} tokens", file=sys.stderr)
+    full = cfg.variant == 'full'
+    check = (lambda tok: check_control_tokens(tok, quantile_tokens(cfg.n_quantiles))) if full else None
+    model, tok, reward_model, texts, ids, dropped = rl_inputs(cfg, policy, reward_model, instructions, 'quark', False, check,
+                                                              1 if full else 0, world_seed, world_sizes)   # room for the quantile token
     cfg.save(out_dir, preset=preset if config is None else None)
     s = quark_train(model, tok, texts, ids, out_dir, cfg, reward_fn=reward_fn, reward_model=reward_model, resume=resume,
                     stop_after=stop_after, run_name='quark')

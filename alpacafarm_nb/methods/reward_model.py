@@ -18,12 +18,12 @@ from ..core import read_records, write_records, DataError, stable_rng, atomic_wr
 from ..config import ConfigError, add_config_args, config_from_args
 from ..data import format_prompt
 from ..sampling import encode_prompts, encode_responses
-from ..trainer import TrainConfig, train
+from ..trainer import TrainConfig, train, split_held_out, count_pairs
 
 # %% auto #0
-__all__ = ['RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_pairs', 'bt_loss', 'reward_loss', 'count_pairs',
-           'make_reward_model', 'load_reward_model', 'reward_texts', 'score_rewards', 'split_heldout', 'pair_examples',
-           'evaluate_reward_model', 'train_reward_model', 'train_reward_cli', 'reward_cli']
+__all__ = ['RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss', 'reward_loss',
+           'make_reward_model', 'check_reward_model_folder', 'load_reward_model', 'reward_texts', 'score_rewards',
+           'pair_examples', 'evaluate_reward_model', 'train_reward_model', 'train_reward_cli', 'reward_cli']
 
 # %% ../../nbs/41_reward_model.ipynb #a3d72fb0
 @dataclass
@@ -67,9 +67,10 @@ def rewards_of_batch(model, input_ids:torch.Tensor, attention_mask:torch.Tensor)
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
 
 # %% ../../nbs/41_reward_model.ipynb #ae53e74e
-def collate_pairs(examples:Sequence[dict], pad_token_id:int) -> dict:
-    "Chosen sequences then rejected ones, right-padded into one batch."
-    return _pad_right([e['chosen_input_ids'] for e in examples] + [e['rejected_input_ids'] for e in examples], pad_token_id)
+def collate_reward_pairs(examples:Sequence[dict], pad_token_id:int) -> dict:
+    "Chosen sequences then rejected ones, right-padded into one batch (one forward for both), and `n_pairs` (the trainer's `count_pairs`)."
+    b = _pad_right([e['chosen_input_ids'] for e in examples] + [e['rejected_input_ids'] for e in examples], pad_token_id)
+    return dict(b, n_pairs=len(examples))
 
 def bt_loss(r_chosen:torch.Tensor, r_rejected:torch.Tensor) -> tuple[torch.Tensor, dict]:
     "Summed Bradley-Terry loss -log sigmoid(r_c - r_r) and summed metrics (accuracy, margin, reward mean and std)."
@@ -80,12 +81,10 @@ def bt_loss(r_chosen:torch.Tensor, r_rejected:torch.Tensor) -> tuple[torch.Tenso
                                              reward_mean=r.mean() * n, reward_std=(r.std() if len(r) > 1 else r.new_zeros(())) * n)
 
 def reward_loss(model, batch:dict) -> tuple[torch.Tensor, dict]:
-    "The trainer's `loss_fn`: Bradley-Terry on a `collate_pairs` batch."
+    "The trainer's `loss_fn`: Bradley-Terry on a `collate_reward_pairs` batch."
     r = rewards_of_batch(model, batch['input_ids'], batch['attention_mask'])
     n = r.shape[0] // 2
     return bt_loss(r[:n], r[n:])
-
-def count_pairs(batch:dict) -> int: return batch['input_ids'].shape[0] // 2
 
 # %% ../../nbs/41_reward_model.ipynb #e1045621
 def _quiet_transformers():
@@ -110,10 +109,9 @@ def make_reward_model(backbone:str|Path, seed:int=0, dtype=torch.float32):
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
-def load_reward_model(path:str|Path, device=None, dtype=None):
-    "(model, tokenizer) of a saved reward model; `DataError` for a folder without a one-label score head."
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-    from alpacafarm_nb.models import load_tokenizer, default_device
+def check_reward_model_folder(path:str|Path) -> Path:
+    "`path` as a `Path`; a `DataError` unless it is a folder of a one-label *ForSequenceClassification model (read from its config, before any weights)."
+    from transformers import AutoConfig
     p = Path(path)
     if not (p/'config.json').is_file(): raise DataError("not a model folder (no config.json)", p)
     cfg = AutoConfig.from_pretrained(str(p))
@@ -121,6 +119,14 @@ def load_reward_model(path:str|Path, device=None, dtype=None):
     if not any(a.endswith('ForSequenceClassification') for a in arch) or getattr(cfg, 'num_labels', None) != 1:
         raise DataError(f"not a reward model: architectures {arch} with num_labels={getattr(cfg, 'num_labels', None)} "
                         "(a causal LM has no score head; train one with `alpacafarm train reward`)", p/'config.json', None, 'architectures')
+    return p
+
+def load_reward_model(path:str|Path, device=None, dtype=None):
+    """(model, tokenizer) of a saved reward model, on `device` (default: CUDA when available); `DataError` for a folder without a
+    one-label score head. The one loader: the RL methods, best-of-n, expert iteration, the reward command and the judges use it."""
+    from transformers import AutoModelForSequenceClassification
+    from alpacafarm_nb.models import load_tokenizer, default_device
+    p = check_reward_model_folder(path)
     restore = _quiet_transformers()
     try: model, info = AutoModelForSequenceClassification.from_pretrained(str(p), dtype=dtype or torch.float32, output_loading_info=True)
     finally: restore()
@@ -161,12 +167,6 @@ def score_rewards(rm, records:Sequence[dict], batch_size:int=32, output_key:str=
     return reward_texts(rm, prompts, [r[output_key] for r in records], batch_size, max_length)
 
 # %% ../../nbs/41_reward_model.ipynb #1823ea23
-def split_heldout(pairs:Sequence[dict], eval_pairs:int, seed:int=0) -> tuple[list[dict], list[dict]]:
-    "(train, held-out): a seeded choice of `eval_pairs` pairs (at most a fifth of them) held out."
-    n_eval = min(int(eval_pairs), len(pairs) // 5)
-    held = set(stable_rng('reward-heldout', seed, len(pairs)).permutation(len(pairs))[:n_eval].tolist())
-    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
-
 def pair_examples(pairs:Sequence[dict], tokenizer, max_length:int|None) -> list[dict]:
     "Training examples {chosen_input_ids, rejected_input_ids} of labelled pairs (preference 1 or 2)."
     prompts = [format_prompt(p['instruction'], p.get('input') or '') for p in pairs]
@@ -212,13 +212,14 @@ def train_reward_model(backbone:str|Path, pairs:Sequence[dict], out_dir:str|Path
     n_missing = len(pairs) - len(labelled) - n_tie
     if cfg.progress or n_tie or n_missing:
         print(f"reward model: {len(labelled)} labelled pairs; dropped {n_tie} ties (1.5) and {n_missing} without a label", file=sys.stderr)
-    train_pairs, held = split_heldout(labelled, cfg.eval_pairs, cfg.seed)
+    n_held = min(int(cfg.eval_pairs), len(labelled) // 5)                         # at most a fifth of the pairs
+    train_pairs, held = split_held_out(labelled, n_held, stable_rng('reward-heldout', cfg.seed, len(labelled)))
     if not train_pairs: raise ValueError("no labelled pairs to train the reward model on")
     model, tok = make_reward_model(backbone, cfg.seed, dtype=torch.float32 if not torch.cuda.is_available() else None)
     ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
     max_length = min(cfg.max_length, ctx) if ctx else cfg.max_length
     ex, val = pair_examples(train_pairs, tok, max_length), pair_examples(held, tok, max_length) if held else None
-    s = train(model, ex, out_dir, cfg, collate=lambda b: collate_pairs(b, tok.pad_token_id), loss_fn=reward_loss, count_fn=count_pairs,
+    s = train(model, ex, out_dir, cfg, collate=lambda b: collate_reward_pairs(b, tok.pad_token_id), loss_fn=reward_loss, count_fn=count_pairs,
               val_examples=val, tokenizer=tok, resume=resume, stop_after=stop_after, run_name='reward_model')
     cfg.save(out_dir, preset)
     s.update(n_pairs=len(pairs), n_train=len(train_pairs), n_heldout=len(held), dropped_ties=n_tie, dropped_missing=n_missing)

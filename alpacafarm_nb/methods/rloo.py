@@ -13,7 +13,7 @@ from typing import Callable, ClassVar
 import torch
 
 from ..config import ConfigError
-from .rollouts import RLConfig, whiten, run_rl, rl_cli
+from .rollouts import RLConfig, RLAlgorithm, whiten, run_rl, rl_cli
 
 # %% auto #0
 __all__ = ['RLOOConfig', 'rloo_advantages', 'clipped_sequence_loss', 'RLOO', 'rloo', 'train_rloo_cli']
@@ -57,26 +57,26 @@ def clipped_sequence_loss(logp, old_logp, mask, advantages, cliprange:float=0.2)
     l1, l2 = -advantages * ratio, -advantages * ratio.clamp(1 - cliprange, 1 + cliprange)
     return torch.maximum(l1, l2).sum(), dict(clipfrac=(l2 > l1).float().sum().detach(), approx_kl=(0.5 * log_ratio ** 2).sum().detach())
 
-class RLOO:
-    "RLOO's own part of the RL loop."
+class RLOO(RLAlgorithm):
+    "RLOO's own part of the RL loop: leave-one-out advantages of the KL-penalised sequence rewards; sequences are the units."
     needs_value = False
     def __init__(self, cfg:RLOOConfig): self.cfg, self.k = cfg, cfg.k
 
-    def prepare(self, ro:dict, cfg:RLOOConfig, kl_coef:float, reduce=None) -> dict:
+    def prepare(self, ro:dict, kl_coef:float, reduce=None) -> dict:
         m = ro['mask'].float()
         kl = ro['logp'] - ro['ref_logp']
-        if cfg.clamp_kl: kl = kl.clamp(min=0)
+        if self.cfg.clamp_kl: kl = kl.clamp(min=0)
         r = ro['scores'] - kl_coef * (kl * m).sum(-1)
-        adv = rloo_advantages(r, cfg.k)
-        if cfg.whiten_advantages: adv = whiten(adv, reduce=reduce)
+        adv = rloo_advantages(r, self.k)
+        if self.cfg.whiten_advantages: adv = whiten(adv, reduce=reduce)
         ro.update(advantages=adv, old_logp=ro['logp'])
         return dict(advantage_abs=float(adv.abs().mean()), rloo_reward=float(r.mean()))
 
     def units(self, mb:dict) -> float: return float(len(mb['response_ids']))   # sequences
 
-    def loss(self, out, mb:dict, cfg:RLOOConfig):
+    def loss(self, out, mb:dict):
         logp, mask, _ = out
-        return clipped_sequence_loss(logp, mb['old_logp'], mask, mb['advantages'], cfg.cliprange)
+        return clipped_sequence_loss(logp, mb['old_logp'], mask, mb['advantages'], self.cfg.cliprange)
 
 def rloo(policy, reward_model, instructions, out_dir:str|Path, config:RLOOConfig|None=None, preset:str|None='pocket', resume:bool=False,
          stop_after:int|None=None, reward_fn:Callable|None=None, world_seed:int=0, world_sizes:dict|None=None, **overrides) -> dict:

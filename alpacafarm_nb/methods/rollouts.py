@@ -6,25 +6,28 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/rollouts.html.md"""
 
 # %% ../../nbs/44_rollouts.ipynb #b0ab49f5
 from __future__ import annotations
-import contextlib, copy, dataclasses, json, math, os, re, shutil, sys, time
+import contextlib, copy, json, os, sys, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..core import stable_int, stable_rng, stable_hash, atomic_write_text, read_records, DataError
+from ..core import stable_int, stable_rng, stable_hash, DataError
 from ..config import Config, ConfigError
 from ..data import format_prompt
 from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs, collate_prompt_response, _eos_ids
-from ..trainer import stream_indices, latest_checkpoint, data_fingerprint, _mixed_precision
+from ..trainer import stream_indices, data_fingerprint, _mixed_precision, TrainingRun
+from ..preferences import load_instructions
+from .reward_model import check_reward_model_folder, load_reward_model
+
 
 # %% auto #0
-__all__ = ['RLConfig', 'load_instructions', 'prepare_prompts', 'reward_scores', 'token_values', 'value_model_from_reward_model',
-           'kl_penalty', 'shaped_rewards', 'masked_mean', 'whiten', 'batched_logprobs', 'rollout_seed', 'rollout',
-           'PolicyAndValue', 'adaptive_kl_update', 'StepStats', 'check_same_tokenizer', 'rl_train',
-           'check_reward_model_folder', 'load_reward_model', 'run_rl', 'rl_cli']
+__all__ = ['RLConfig', 'prepare_prompts', 'reward_scores', 'token_values', 'value_model_from_reward_model', 'kl_penalty',
+           'shaped_rewards', 'masked_mean', 'whiten', 'batched_logprobs', 'rollout_seed', 'rollout', 'PolicyAndValue',
+           'adaptive_kl_update', 'RLAlgorithm', 'StepStats', 'check_same_tokenizer', 'rl_fingerprint', 'frozen',
+           'reward_function', 'adam_with_warmup', 'optimizer_step', 'rl_train', 'rl_inputs', 'run_rl', 'rl_cli']
 
 # %% ../../nbs/44_rollouts.ipynb #191d98cd
 @dataclass
@@ -72,26 +75,13 @@ class RLConfig(Config):
         return self
 
 # %% ../../nbs/44_rollouts.ipynb #f1ca1df5
-def load_instructions(spec:str, world_seed:int=0, world_sizes:dict|None=None) -> list[dict]:
-    "Instruction records from a file or `pocket:SPLIT`; a row without a string `instruction` is a `DataError` naming it."
-    spec = str(spec)
-    if spec.startswith('pocket:'):
-        from alpacafarm_nb.world import make_world
-        w = make_world(world_seed, world_sizes)
-        split = spec.split(':', 1)[1]
-        if split not in w.splits: raise ValueError(f"the pocket world has no split {split!r}; it has {sorted(w.splits)}")
-        return [dict(instruction=r['instruction'], input=r.get('input') or '') for r in w.splits[split]]
-    rows = read_records(spec)
-    for i, r in enumerate(rows):
-        if not isinstance(r.get('instruction'), str): raise DataError("missing or non-string instruction", spec, i, 'instruction')
-    return [dict(instruction=r['instruction'], input=r.get('input') or '') for r in rows]
-
 def prepare_prompts(tokenizer, instructions:Sequence[dict], max_prompt_tokens:int) -> tuple[list[str], list[list[int]], int]:
     "(prompt texts, prompt ids, number dropped): formatted, encoded with BOS, prompts over `max_prompt_tokens` dropped."
     texts = [format_prompt(r['instruction'], r.get('input') or '') for r in instructions]
     ids = encode_prompts(tokenizer, texts)
     keep = [i for i, p in enumerate(ids) if len(p) <= max_prompt_tokens]
     return [texts[i] for i in keep], [ids[i] for i in keep], len(texts) - len(keep)
+
 
 # %% ../../nbs/44_rollouts.ipynb #205c2093
 def _backbone_hidden(seq_model, prompt_ids, response_ids, pad_token_id:int):
@@ -255,6 +245,30 @@ def adaptive_kl_update(kl_coef:float, kl:float, target:float, horizon:int, n_sam
     err = min(max(kl / target - 1.0, -0.2), 0.2)
     return kl_coef * (1.0 + err * n_samples / horizon)
 
+# %% ../../nbs/44_rollouts.ipynb #840295c8
+class RLAlgorithm:
+    """What an RL method brings to the shared loop `rl_train` (PPO, RLOO and GRPO subclass it; each holds its own config).
+    The loop samples, scores and measures the KL; the algorithm turns a rollout into advantages and a loss."""
+    k: int = 1                    # samples per prompt (RLOO and GRPO: a group of k)
+    needs_value: bool = False     # the loop trains a value model beside the policy (PPO)
+
+    def prepare(self, ro:dict, kl_coef:float, reduce:Callable|None=None) -> dict:
+        "Store in the rollout `ro` what `loss` needs (advantages, returns, old log-probs); return statistics to log."
+        raise NotImplementedError
+
+    def units(self, mb:dict) -> float:
+        "What `loss` sums over in the micro-batch `mb` (here tokens; sequences for RLOO and GRPO): a minibatch's loss is their mean."
+        return float(mb['mask'].sum())
+
+    def loss(self, out:tuple, mb:dict) -> tuple[torch.Tensor, dict]:
+        "(loss summed over the units of `mb`, summed statistics), from `out` = (log-probs, mask, values) of the trained model."
+        raise NotImplementedError
+
+    def next_kl_coef(self, kl_coef:float, kl:float) -> float:
+        "The KL coefficient of the next step, given this step's mean sequence KL (unchanged unless the method has a controller)."
+        return kl_coef
+
+
 # %% ../../nbs/44_rollouts.ipynb #e4d1786d
 def _reduce_fn(acc):
     if acc.num_processes == 1: return None
@@ -284,23 +298,91 @@ def _token_stats(ro:dict, kl_coef:float, clamp:bool) -> StepStats:
     st.add('entropy_per_token', float(-(ro['logp'] * m).sum() / m.sum()), float(m.sum()))
     return st
 
-def _ckpt_dir(out_dir:Path, step:int) -> Path: return out_dir/'checkpoints'/f'step_{step:07d}'
-
-def _prune_states(out_dir:Path, keep:Path):
-    "Keep every checkpoint's policy (the over-optimisation curve) but the resume state of the newest one only."
-    for d in sorted((out_dir/'checkpoints').glob('step_*')):
-        if d == keep: continue
-        for f in d.iterdir():
-            if f.name in ('policy', 'trainer_state.json'): continue
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
-
 def check_same_tokenizer(tok_a, tok_b, what:str='reward model'):
     "A `ValueError` when two tokenizers differ (a reward model must read the policy's token ids)."
     if tok_a.get_vocab() != tok_b.get_vocab():
         raise ValueError(f"the {what}'s tokenizer differs from the policy's ({len(tok_b)} vs {len(tok_a)} tokens): it cannot score the policy's token ids")
 
-def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Sequence[int]], out_dir:str|Path, cfg:RLConfig,
-             reward_fn:Callable|None=None, reward_model=None, value_model=None, ref_policy=None, resume:bool=False,
+
+# %% ../../nbs/44_rollouts.ipynb #d102c819
+def rl_fingerprint(cfg:RLConfig, prompt_ids:Sequence[Sequence[int]], *extra) -> str:
+    "What a resumed RL run must share with the run it resumes: the configuration (less logging and batching for speed) and every prompt."
+    return stable_hash({k: v for k, v in asdict(cfg).items() if k not in ('progress', 'save_every', 'log_every', 'sample_batch_size')},
+                       data_fingerprint([dict(p=p) for p in prompt_ids]), *extra)
+
+def frozen(model, device):
+    "`model` on `device`, in eval mode, without gradients (the KL reference)."
+    model = model.to(device).eval()
+    for p in model.parameters(): p.requires_grad_(False)
+    return model
+
+def reward_function(reward_model, reward_fn:Callable|None, pad_token_id:int, batch_size:int, device, who:str='rl_train') -> Callable:
+    "`reward_fn(prompt_ids, response_ids)`: the `reward_model` read at the last token (moved to `device`), else `reward_fn` itself."
+    if reward_model is not None:
+        reward_model = reward_model.to(device).eval()
+        return lambda P, R: reward_scores(reward_model, P, R, pad_token_id, batch_size)
+    if reward_fn is None: raise ValueError(f"{who} needs a reward_model or a reward_fn")
+    return reward_fn
+
+def adam_with_warmup(acc, model, cfg:RLConfig):
+    "(model, optimizer, scheduler) prepared by `acc`: Adam, linear warmup over `warmup_steps` optimizer steps, then constant."
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=cfg.adam_eps)
+    model, opt = acc.prepare(model, opt)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0)
+    acc.register_for_checkpointing(sched)
+    return model, opt, sched
+
+def optimizer_step(acc, model, opt, sched, max_grad_norm:float, stats:StepStats):
+    "Clip the gradient, step the optimizer and the schedule, log the gradient norm."
+    gnorm = acc.clip_grad_norm_(model.parameters(), max_grad_norm) if max_grad_norm else None
+    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    if gnorm is not None: stats.add('grad_norm', float(gnorm), 1.0)
+
+
+# %% ../../nbs/44_rollouts.ipynb #11ebe688
+def _rows(ro:dict, rows:Sequence[int]) -> dict:
+    "The rollout restricted to `rows`, re-padded to their longest response."
+    R = max(1, max(len(ro['response_ids'][i]) for i in rows))
+    out = {}
+    for key, v in ro.items():
+        if torch.is_tensor(v): out[key] = v[rows][:, :R] if v.dim() == 2 else v[rows]
+        elif isinstance(v, list) and len(v) == len(ro['scores']): out[key] = [v[i] for i in rows]
+    return out
+
+def _minibatch_update(algorithm:RLAlgorithm, acc, model, opt, sched, ro:dict, rows:list[int], cfg:RLConfig, pad_token_id:int,
+                      stats:StepStats, reduce):
+    "One optimizer step on this process's `rows` of a minibatch, in micro-batches: the loss is the mean over the minibatch's units."
+    micros = [rows[a:a + cfg.micro_batch_size] for a in range(0, len(rows), cfg.micro_batch_size)]
+    units = float(sum(algorithm.units(_rows(ro, m)) for m in micros))
+    if reduce is not None: units = float(reduce(torch.tensor([units], dtype=torch.float64))[0]) / acc.num_processes
+    for a, rws in enumerate(micros):
+        mb = _rows(ro, rws)
+        ctx = acc.no_sync(model) if a < len(micros) - 1 else contextlib.nullcontext()
+        with ctx:
+            with acc.autocast():
+                out = model(mb['prompt_ids'], mb['response_ids'], cfg.temperature, pad_token_id)
+                loss, lstats = algorithm.loss(out, {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in mb.items()})
+            acc.backward(loss / max(units, 1.0))
+        w = algorithm.units(mb)
+        stats.add('loss', float(loss.detach()) / max(w, 1.0), w)
+        for name, v in lstats.items(): stats.add(name, float(v) / max(w, 1.0), w)
+    optimizer_step(acc, model, opt, sched, cfg.max_grad_norm, stats)
+
+def _step_record(stats:StepStats, ro:dict, step:int, kl_coef:float, lr:float, cfg:RLConfig, reduce, t_start:float, t0:float,
+                 t_roll:float) -> dict:
+    "The metrics line of a step: the means over all processes, the KL coefficient used, speeds."
+    rec = stats.means(reduce)
+    n_tokens = int(ro['mask'].sum())
+    tok_total = float(reduce(torch.tensor([n_tokens], dtype=torch.float64))[0]) if reduce else n_tokens
+    now = time.perf_counter()
+    return dict(step=step, loss=rec.pop('loss'), elapsed_s=now - t_start, kl_coef=kl_coef, lr=lr, **rec,
+                rollout_tokens_per_s=tok_total / max(1e-9, ro['sample_seconds']), step_seconds=now - t0, rollout_seconds=t_roll,
+                update_samples_per_s=cfg.rollout_batch_size * cfg.epochs_per_rollout / max(1e-9, now - t0 - t_roll))
+
+
+# %% ../../nbs/44_rollouts.ipynb #71352d30
+def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Sequence[int]], out_dir:str|Path,
+             cfg:RLConfig, reward_fn:Callable|None=None, reward_model=None, value_model=None, ref_policy=None, resume:bool=False,
              stop_after:int|None=None, run_name:str='rl', extra_state:dict|None=None) -> dict:
     """Train `policy` with `algorithm` on `prompts` (formatted texts with their token ids); see above. Returns a summary.
 
@@ -309,65 +391,28 @@ def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Seq
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))   # reads how it was launched (processes, cpu)
-    world = acc.num_processes
+    world, rank, k, pad = acc.num_processes, acc.process_index, algorithm.k, tokenizer.pad_token_id
     cfg.check(world)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if not prompts: raise ValueError("no prompts to train on")
     if algorithm.needs_value and value_model is None: raise ValueError(f"{run_name} needs a value model")
     if ref_policy is not None and ref_policy.get_input_embeddings().weight.shape[0] != policy.get_input_embeddings().weight.shape[0]:
         raise ValueError("the reference policy's vocabulary differs from the policy's")
-    rank, k = acc.process_index, algorithm.k
     set_seed(cfg.seed)
-    ref = (ref_policy if ref_policy is not None else copy.deepcopy(policy)).to(acc.device).eval()   # frozen initial policy
-    for p in ref.parameters(): p.requires_grad_(False)
-    if reward_model is not None:
-        reward_model = reward_model.to(acc.device).eval()
-        pad = tokenizer.pad_token_id
-        reward_fn = lambda P, R: reward_scores(reward_model, P, R, pad, cfg.sample_batch_size)
-    if reward_fn is None: raise ValueError("rl_train needs a reward_model or a reward_fn")
+    ref = frozen(ref_policy if ref_policy is not None else copy.deepcopy(policy), acc.device)   # the frozen initial policy
+    reward_fn = reward_function(reward_model, reward_fn, pad, cfg.sample_batch_size, acc.device)
     model = PolicyAndValue(policy, value_model if algorithm.needs_value else None).eval()   # dropout off: ratios start at 1
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=cfg.adam_eps)
-    model, opt = acc.prepare(model, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0)
-    acc.register_for_checkpointing(sched)
+    model, opt, sched = adam_with_warmup(acc, model, cfg)
     inner = acc.unwrap_model(model)
-    n_prompts = cfg.rollout_batch_size // k                       # per step, all processes
-    fingerprint = stable_hash({kk: v for kk, v in asdict(cfg).items() if kk not in ('progress', 'save_every', 'log_every', 'sample_batch_size')},
-                              data_fingerprint([dict(p=p) for p in prompt_ids]), world, run_name, extra_state or {})
-    step, kl_coef = 0, cfg.kl_coef
-    metrics_path = out_dir/'metrics.jsonl'
-    ck = latest_checkpoint(out_dir) if resume else None
-    if ck is not None:
-        st = json.loads((ck/'trainer_state.json').read_text())
-        if st['fingerprint'] != fingerprint: raise ValueError(f"cannot resume from {ck}: the configuration or data differ from that run's")
-        acc.load_state(str(ck))
-        step, kl_coef = st['step'], st['kl_coef']
-        if acc.is_main_process:
-            keep = [l for l in metrics_path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step] if metrics_path.is_file() else []
-            atomic_write_text(metrics_path, ''.join(l + '\n' for l in keep))
-    else:   # a fresh run: the metrics and checkpoints of an earlier run in this folder would be mistaken for this one's
-        if acc.is_main_process:
-            if metrics_path.exists(): metrics_path.unlink()
-            shutil.rmtree(out_dir/'checkpoints', ignore_errors=True)
-        acc.wait_for_everyone()
+    n_prompts, per_proc_mb = cfg.rollout_batch_size // k, cfg.minibatch_size // world    # prompts per step (all processes)
+    run = TrainingRun(acc, out_dir, rl_fingerprint(cfg, prompt_ids, world, run_name, extra_state or {}), cfg.max_steps, stop_after,
+                      keep_last=None)
+    st = run.start(resume)
+    step, kl_coef = st.get('step', 0), st.get('kl_coef', cfg.kl_coef)
     reduce = _reduce_fn(acc)
-    per_proc_mb = cfg.minibatch_size // world
-    pbar = None
-    if cfg.progress and acc.is_main_process:
-        from tqdm.auto import tqdm
-        pbar = tqdm(total=cfg.max_steps, initial=step, desc=run_name, unit='step', dynamic_ncols=True)
+    pbar = run.progress_bar(cfg.progress, step, run_name)
     t_start, last = time.perf_counter(), {}
-
-    def save(step, rec):
-        d = _ckpt_dir(out_dir, step)
-        acc.save_state(str(d))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            inner.policy.save_pretrained(d/'policy'); tokenizer.save_pretrained(d/'policy')
-            atomic_write_text(d/'trainer_state.json', json.dumps(dict(step=step, kl_coef=kl_coef, fingerprint=fingerprint, seed=cfg.seed,
-                              prompts_seen=step * n_prompts, metrics=rec), indent=1))
-            _prune_states(out_dir, d)
-        acc.wait_for_everyone()
+    def save_policy(d): inner.policy.save_pretrained(d/'policy'); tokenizer.save_pretrained(d/'policy')
 
     while step < cfg.max_steps:
         t0 = time.perf_counter()
@@ -377,43 +422,19 @@ def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Seq
                      ref, inner.value_model, k)
         t_roll = time.perf_counter() - t0
         stats = _token_stats(ro, kl_coef, cfg.clamp_kl)
-        for name, v in algorithm.prepare(ro, cfg, kl_coef, reduce).items(): stats.add(name, v, len(ro['scores']))
-        n_local, n_tokens = len(ro['scores']), int(ro['mask'].sum())
+        for name, v in algorithm.prepare(ro, kl_coef, reduce).items(): stats.add(name, v, len(ro['scores']))
         for epoch in range(cfg.epochs_per_rollout):
-            perm = stable_rng(cfg.seed, 'minibatch', step, epoch, rank).permutation(n_local).tolist()
-            for s in range(0, n_local, per_proc_mb):
-                mb_rows = perm[s:s + per_proc_mb]
-                micros = [mb_rows[a:a + cfg.micro_batch_size] for a in range(0, len(mb_rows), cfg.micro_batch_size)]
-                units = float(sum(algorithm.units(_rows(ro, m)) for m in micros))
-                if reduce is not None: units = float(reduce(torch.tensor([units], dtype=torch.float64))[0]) / world
-                for a, rows in enumerate(micros):
-                    mb = _rows(ro, rows)
-                    ctx = acc.no_sync(model) if a < len(micros) - 1 else contextlib.nullcontext()
-                    with ctx:
-                        with acc.autocast():
-                            out = model(mb['prompt_ids'], mb['response_ids'], cfg.temperature, tokenizer.pad_token_id)
-                            loss, lstats = algorithm.loss(out, {kk: v.to(acc.device) if torch.is_tensor(v) else v for kk, v in mb.items()}, cfg)
-                        acc.backward(loss / max(units, 1.0))
-                    w = algorithm.units(mb)
-                    stats.add('loss', float(loss.detach()) / max(w, 1.0), w)
-                    for name, v in lstats.items(): stats.add(name, float(v) / max(w, 1.0), w)
-                gnorm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
-                opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-                if gnorm is not None: stats.add('grad_norm', float(gnorm), 1.0)
+            perm = stable_rng(cfg.seed, 'minibatch', step, epoch, rank).permutation(len(ro['scores'])).tolist()
+            for s in range(0, len(perm), per_proc_mb):
+                _minibatch_update(algorithm, acc, model, opt, sched, ro, perm[s:s + per_proc_mb], cfg, pad, stats, reduce)
         step += 1
-        rec = stats.means(reduce)
-        tok_total = float(reduce(torch.tensor([n_tokens], dtype=torch.float64))[0]) if reduce else n_tokens
-        now = time.perf_counter()
-        rec = dict(step=step, loss=rec.pop('loss'), elapsed_s=now - t_start, kl_coef=kl_coef, lr=sched.get_last_lr()[0], **rec,
-                   rollout_tokens_per_s=tok_total / max(1e-9, ro['sample_seconds']), step_seconds=now - t0, rollout_seconds=t_roll,
-                   update_samples_per_s=cfg.rollout_batch_size * cfg.epochs_per_rollout / max(1e-9, now - t0 - t_roll))
-        if getattr(algorithm, 'adaptive_kl', None) is not None: kl_coef = algorithm.adaptive_kl(kl_coef, rec['kl'], cfg)
-        if acc.is_main_process and (step % max(1, cfg.log_every) == 0 or step == cfg.max_steps):
-            with open(metrics_path, 'a') as f: f.write(json.dumps(rec) + '\n')
-        last = rec
+        rec = last = _step_record(stats, ro, step, kl_coef, sched.get_last_lr()[0], cfg, reduce, t_start, t0, t_roll)
+        kl_coef = algorithm.next_kl_coef(kl_coef, rec['kl'])
+        if step % max(1, cfg.log_every) == 0 or step == cfg.max_steps: run.log(rec)
         if pbar: pbar.update(1); pbar.set_postfix(reward=f"{rec['reward']:.3f}", kl=f"{rec['kl']:.2f}")
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or step == stop_after: save(step, rec)
-        if stop_after is not None and step >= stop_after and step < cfg.max_steps:
+        if run.checkpoint_due(step, cfg.save_every):
+            run.save(step, dict(kl_coef=kl_coef, seed=cfg.seed, prompts_seen=step * n_prompts, metrics=rec), write=save_policy)
+        if run.stops(step):
             if pbar: pbar.close()
             return dict(out_dir=str(out_dir), step=step, stopped=True, last=last)
     if pbar: pbar.close()
@@ -425,61 +446,41 @@ def rl_train(algorithm, policy, tokenizer, prompts:Sequence[str], prompt_ids:Seq
     ckpts = sorted(str(p/'policy') for p in (out_dir/'checkpoints').glob('step_*') if (p/'policy').is_dir())
     return dict(out_dir=str(out_dir), step=step, stopped=False, seconds=time.perf_counter() - t_start, checkpoints=ckpts, last=last)
 
-def _rows(ro:dict, rows:Sequence[int]) -> dict:
-    "The rollout restricted to `rows`, re-padded to their longest response."
-    R = max(1, max(len(ro['response_ids'][i]) for i in rows))
-    out = {}
-    for key, v in ro.items():
-        if torch.is_tensor(v): out[key] = v[rows][:, :R] if v.dim() == 2 else v[rows]
-        elif isinstance(v, list) and len(v) == len(ro['scores']): out[key] = [v[i] for i in rows]
-    return out
 
 # %% ../../nbs/44_rollouts.ipynb #c165aa16
-def check_reward_model_folder(path):
-    "`ValueError` unless `path` holds a one-label *ForSequenceClassification model (read from its config, before any weights)."
-    from transformers import AutoConfig
-    from alpacafarm_nb.models import _check_model_path
-    _check_model_path(path)
-    conf = AutoConfig.from_pretrained(str(path))
-    archs = getattr(conf, 'architectures', None) or []
-    if not any(a.endswith('ForSequenceClassification') for a in archs):
-        raise ValueError(f"{path}: not a reward model (architectures {archs or 'unknown'}): expected a *ForSequenceClassification with one label")
-    if conf.num_labels != 1: raise ValueError(f"{path}: a reward model has one label, this one has {conf.num_labels}")
-
-def load_reward_model(path, device=None, dtype=None):
-    "(reward model, tokenizer) of a folder saved by `save_pretrained` (one label); `ValueError` for anything else."
-    from transformers import AutoModelForSequenceClassification
-    from alpacafarm_nb.models import load_tokenizer
-    check_reward_model_folder(path)
-    tok = load_tokenizer(path)
-    rm = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype or torch.float32)
-    if rm.config.pad_token_id is None: rm.config.pad_token_id = tok.pad_token_id
-    return (rm.to(device) if device is not None else rm).eval(), tok
-
-def run_rl(algorithm, cfg:RLConfig, policy, reward_model, instructions, out_dir:str|Path, *, preset:str|None=None, resume:bool=False,
-           stop_after:int|None=None, run_name:str='rl', reward_fn:Callable|None=None, value_model=None, world_seed:int=0,
-           world_sizes:dict|None=None) -> dict:
-    """An RL method from folders or objects: `policy` (folder or (model, tokenizer)), `reward_model` (folder, model or None with
-    `reward_fn`), `instructions` (file, `pocket:SPLIT` or records). Writes `out_dir` (see `rl_train`); returns the summary."""
+def rl_inputs(cfg:RLConfig, policy, reward_model, instructions, run_name:str='rl', needs_reward_model:bool=False,
+              check_tokenizer:Callable|None=None, prompt_extra:int=0, world_seed:int=0, world_sizes:dict|None=None) -> tuple:
+    """(policy, tokenizer, reward model, prompt texts, prompt ids, prompts dropped) of an RL method's inputs, from folders or objects:
+    `policy` (folder or (model, tokenizer)), `reward_model` (folder, model or None), `instructions` (file, `pocket:SPLIT` or records).
+    Every check that can fail on bad input runs before any weights are loaded; `check_tokenizer(tok)` adds a method's own.
+    Prompts keep room for `max_new_tokens` (and `prompt_extra` tokens after the prompt) in the policy's context."""
     from alpacafarm_nb.models import load_policy, load_tokenizer
     cfg.check()
-    # every check that can fail on bad input runs before any weights are loaded
     tok = load_tokenizer(policy) if isinstance(policy, (str, Path)) else policy[1]
     rm_path = reward_model if isinstance(reward_model, (str, Path)) else None
     if rm_path is not None:
         check_reward_model_folder(rm_path)
         check_same_tokenizer(tok, load_tokenizer(rm_path))
-    if algorithm.needs_value and value_model is None and reward_model is None:
+    if needs_reward_model and reward_model is None:
         raise ValueError(f"{run_name} needs a reward model (its backbone initialises the value model)")
+    if check_tokenizer is not None: check_tokenizer(tok)
     rows = load_instructions(instructions, world_seed, world_sizes) if isinstance(instructions, (str, Path)) else list(instructions)
     model, tok = load_policy(policy, dtype=torch.float32, device='cpu') if isinstance(policy, (str, Path)) else policy
-    if rm_path is not None: reward_model, _ = load_reward_model(rm_path)
-    if algorithm.needs_value and value_model is None: value_model = value_model_from_reward_model(reward_model)
+    if rm_path is not None: reward_model, _ = load_reward_model(rm_path, device='cpu')
     ctx = getattr(model.config, 'n_positions', None) or getattr(model.config, 'max_position_embeddings', None)
     if ctx is not None and cfg.max_new_tokens >= ctx: raise ConfigError(f"max_new_tokens {cfg.max_new_tokens} >= the policy's context {ctx}")
-    limit = min(cfg.max_prompt_tokens, ctx - cfg.max_new_tokens) if ctx else cfg.max_prompt_tokens
+    limit = min(cfg.max_prompt_tokens, ctx - cfg.max_new_tokens - prompt_extra) if ctx else cfg.max_prompt_tokens
     texts, ids, dropped = prepare_prompts(tok, rows, limit)
     if dropped: print(f"{run_name}: dropped {dropped} of {len(rows)} prompts over {limit} tokens", file=sys.stderr)
+    return model, tok, reward_model, texts, ids, dropped
+
+def run_rl(algorithm:RLAlgorithm, cfg:RLConfig, policy, reward_model, instructions, out_dir:str|Path, *, preset:str|None=None,
+           resume:bool=False, stop_after:int|None=None, run_name:str='rl', reward_fn:Callable|None=None, value_model=None,
+           world_seed:int=0, world_sizes:dict|None=None) -> dict:
+    "An RL method from folders or objects (see `rl_inputs`): writes `out_dir` (see `rl_train`) and returns the summary."
+    model, tok, reward_model, texts, ids, dropped = rl_inputs(cfg, policy, reward_model, instructions, run_name,
+                                                              algorithm.needs_value and value_model is None, None, 0, world_seed, world_sizes)
+    if algorithm.needs_value and value_model is None: value_model = value_model_from_reward_model(reward_model)
     cfg.save(out_dir, preset=preset)
     s = rl_train(algorithm, model, tok, texts, ids, out_dir, cfg, reward_fn=reward_fn, reward_model=reward_model,
                  value_model=value_model, resume=resume, stop_after=stop_after, run_name=run_name)
