@@ -151,7 +151,7 @@ def run_report(name:str, run:str|Path|None=None, params:Mapping|None=None, out_d
         raise
     return atomic_write_text(out/f'{name}.html', notebook_to_html(executed, include_code=include_code))
 
-# %% ../nbs/70_reports.ipynb #27ae92b8
+# %% ../nbs/70_reports.ipynb #53d12fa8
 def _win_rate_figure(boards):
     import plotly.graph_objects as go
     order = list(next(iter(boards.values())).sort_values('win_rate').index)
@@ -236,7 +236,7 @@ def _ranking_html(rank:Mapping|None) -> str:
             f"over {rank.get('n', 0)} learned methods. {html.escape(rank.get('note', ''))}</p>")
 
 
-# %% ../nbs/70_reports.ipynb #bc78ab9c
+# %% ../nbs/70_reports.ipynb #639ff8b4
 def _page(results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, reference:list, out:Path) -> str:
     methods = pd.DataFrame(results.get('methods') or [])
     overopt = pd.DataFrame(results.get('overoptimization') or [])
@@ -257,11 +257,16 @@ SFT {t.get('sft', 0):.0f}, sampling {t.get('sample', 0):.0f}, evaluation {t.get(
 </body></html>"""
     return page
 
+def _board(rows:list[dict]) -> pd.DataFrame:
+    "A judge's leaderboard from its `results.json` rows (the first column is the system; `index` when the board had no index name)."
+    b = pd.DataFrame(rows)
+    return b.set_index(b.columns[0]).rename_axis(None if b.columns[0] == 'index' else b.columns[0])
+
 def write_report(out:str|Path) -> Path:
     "Write the self-contained `out/report.html` (plotly.js inline) of the farm run in `out` (from its `results.json` and files)."
     out = Path(out)
     results = json.loads((out/'results.json').read_text())
-    boards = {j: pd.DataFrame(rows).set_index('generator') for j, rows in results['leaderboard'].items()}
+    boards = {j: _board(rows) for j, rows in results['leaderboard'].items()}
     outputs = {n: read_records(out/rel, 'output') for n, rel in results['files']['outputs'].items()}
     reference = read_records(out/results['files']['reference'], 'output')
     return atomic_write_text(out/'report.html', _page(results, boards, outputs, reference, out))
