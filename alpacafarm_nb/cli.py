@@ -109,7 +109,7 @@ def train_cli(argv:list[str]|None=None) -> int:
         return 0 if argv else 2
     if argv[0] not in kinds:
         print(f"alpacafarm train: error: unknown kind {argv[0]!r}; choose from {', '.join(kinds)}", file=sys.stderr); return 2
-    return kinds[argv[0]].cli(argv[1:])
+    return run_subcommand(f'train {argv[0]}', kinds[argv[0]].cli, argv[1:])   # the one error handler, as every subcommand
 
 # %% ../nbs/90_cli.ipynb #88394184
 def _farm_parser(default_preset:str, default_seed:int) -> argparse.ArgumentParser:
