@@ -1,4 +1,4 @@
-"""One console script, `alpacafarm`, with a subcommand per job. Each subcommand lives next to the code it runs (the notebook of that stage defines a `*_cli(argv)` function with its own `argparse` parser, so `alpacafarm SUB --help` documents it); this notebook only dispatches.
+"""One console script, `alpacafarm`, with a subcommand per job: one table of subcommands, one error handler (`run_subcommand`) for all of them, and `alpacafarm train KIND` and `alpacafarm farm --methods` read from the method registry.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/cli.html.md"""
 
@@ -7,10 +7,11 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/cli.html.md"""
 # %% ../nbs/90_cli.ipynb #d3e3d948
 from __future__ import annotations
 import argparse, importlib, os, sqlite3, sys
+from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'TRAIN_KINDS', 'main', 'error_message', 'run_subcommand', 'train_cli', 'check_subcommands']
+__all__ = ['SUBCOMMANDS', 'main', 'error_message', 'run_subcommand', 'train_cli', 'farm_cli']
 
 # %% ../nbs/90_cli.ipynb #ae87a3b6
 # name -> (module, function, one-line help). The function takes the remaining argv and returns an exit code (or None).
@@ -20,12 +21,12 @@ SUBCOMMANDS = {
     'annotate':      ('alpacafarm_nb.annotators', 'annotate_cli', 'annotate pairs (or outputs vs a reference) with an annotator pool'),
     'serve-judges':  ('alpacafarm_nb.serve', 'serve_judges_cli', 'serve the pocket judges and simulated humans as an OpenAI-compatible API'),
     'world':         ('alpacafarm_nb.world', 'world_cli', 'write the pocket world splits to files'),
-    'train':         ('alpacafarm_nb.cli', 'train_cli', 'train a model: `alpacafarm train KIND ...` (see TRAIN_KINDS)'),
+    'train':         ('alpacafarm_nb.cli', 'train_cli', 'train a model: `alpacafarm train KIND ...` (the kinds of the method registry)'),
     'generate':      ('alpacafarm_nb.sampling', 'generate_cli', 'sample outputs of a policy for a file of instructions'),
     'preferences':   ('alpacafarm_nb.preferences', 'preferences_cli', 'preference pairs: two samples of a policy per instruction, annotated'),
     'reward':        ('alpacafarm_nb.methods.reward_model', 'reward_cli', 'score an outputs file with a reward model (adds `reward`)'),
     'best-of-n':     ('alpacafarm_nb.methods.best_of_n', 'best_of_n_cli', 'sample n outputs per instruction, keep the one the reward model prefers'),
-    'farm':          ('alpacafarm_nb.farm', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
+    'farm':          ('alpacafarm_nb.cli', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
     'report':        ('alpacafarm_nb.reports', 'report_cli', 'run a reproduction notebook of reports/ and write a self-contained HTML page'),
 }
 
@@ -98,37 +99,51 @@ def run_subcommand(name:str, fn:Callable, argv:list[str]) -> int:
     return int(rc or 0)
 
 # %% ../nbs/90_cli.ipynb #21ac7f82
-# kind -> (module, function taking argv, one-line help)
-TRAIN_KINDS = {
-    'pretrain': ('alpacafarm_nb.methods.sft', 'train_pretrain_cli', 'pretrain a pocket base model from scratch on a corpus'),
-    'sft':      ('alpacafarm_nb.methods.sft', 'train_sft_cli', 'supervised fine-tuning on demonstrations (SFT10k)'),
-    'reward':   ('alpacafarm_nb.methods.reward_model', 'train_reward_cli', 'a Bradley-Terry reward model on preference pairs'),
-    'dpo':      ('alpacafarm_nb.methods.dpo', 'train_dpo_cli', 'DPO and relatives (--set loss_type=sigmoid|ipo|simpo|kto) on preference pairs'),
-    'feedme':   ('alpacafarm_nb.methods.binary', 'train_feedme_cli', 'binary FeedME: SFT on the preferred output of each pair'),
-    'reward_conditioning': ('alpacafarm_nb.methods.binary', 'train_reward_conditioning_cli', 'binary reward conditioning with control tokens'),
-    'ppo':      ('alpacafarm_nb.methods.ppo', 'train_ppo_cli', 'PPO against a reward model, KL-regularised to SFT10k'),
-    'rloo':     ('alpacafarm_nb.methods.rloo', 'train_rloo_cli', 'REINFORCE leave-one-out against a reward model'),
-    'grpo':     ('alpacafarm_nb.methods.grpo', 'train_grpo_cli', 'group-relative policy optimisation against a reward model'),
-    'quark':    ('alpacafarm_nb.methods.quark', 'train_quark_cli', 'Quark: NLL on the top reward quantile (--set variant=full: quantile tokens) against a reward model'),
-}
-
 def train_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm train KIND ...`: dispatch to the method's own CLI."
-    argv = list(argv or [])
-    kinds = '\n'.join(f"  {k:<22}{h}" for k, (_, _, h) in TRAIN_KINDS.items())
+    "`alpacafarm train KIND ...`: dispatch to the kind's command in the method registry."
+    from alpacafarm_nb.registry import train_kinds
+    argv, kinds = list(argv or []), train_kinds()
     if not argv or argv[0] in ('-h', '--help'):
-        print(f"usage: alpacafarm train KIND [options]\n\nkinds:\n{kinds}\n\nRun `alpacafarm train KIND --help` for a kind's options.")
+        lines = '\n'.join(f"  {k:<22}{m.help}" for k, m in kinds.items())
+        print(f"usage: alpacafarm train KIND [options]\n\nkinds:\n{lines}\n\nRun `alpacafarm train KIND --help` for a kind's options.")
         return 0 if argv else 2
-    if argv[0] not in TRAIN_KINDS:
-        print(f"alpacafarm train: error: unknown kind {argv[0]!r}; choose from {', '.join(TRAIN_KINDS)}", file=sys.stderr); return 2
-    mod, fn, _ = TRAIN_KINDS[argv[0]]
-    return getattr(importlib.import_module(mod), fn)(argv[1:])
+    if argv[0] not in kinds:
+        print(f"alpacafarm train: error: unknown kind {argv[0]!r}; choose from {', '.join(kinds)}", file=sys.stderr); return 2
+    return run_subcommand(f'train {argv[0]}', kinds[argv[0]].cli, argv[1:])   # the one error handler, as every subcommand
 
-# %% ../nbs/90_cli.ipynb #15c2fe69
-def check_subcommands() -> dict:
-    "Import every subcommand's and training kind's function; return {name: error message} for those that fail."
-    bad = {}
-    for name, (mod, fn, _) in [*SUBCOMMANDS.items(), *((f'train {k}', v) for k, v in TRAIN_KINDS.items())]:
-        try: getattr(importlib.import_module(mod), fn)
-        except Exception as e: bad[name] = f"{type(e).__name__}: {e}"
-    return bad
+# %% ../nbs/90_cli.ipynb #88394184
+def _farm_parser(default_preset:str, default_seed:int) -> argparse.ArgumentParser:
+    from alpacafarm_nb.farm import PRESETS
+    from alpacafarm_nb.registry import farm_methods, default_methods
+    p = argparse.ArgumentParser(prog='alpacafarm farm', description=
+        'Run the farm end to end: world, base model, SFT10k, feedback, every learned method, evaluation with the judge pool and the human crowd; '
+        'writes DIR/leaderboard.csv, DIR/methods.csv, DIR/results.json and DIR/report.html. Re-running the same command resumes.')
+    p.add_argument('--preset', default=default_preset, choices=sorted(PRESETS), help='farm preset (default from settings.ini: %(default)s)')
+    p.add_argument('--out', default=None, help='output folder (default: RUNS_DIR/PRESET)')
+    p.add_argument('--seed', type=int, default=default_seed, help='seed of training and sampling (default %(default)s)')
+    p.add_argument('--force', action='store_true', help='redo every stage instead of resuming')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
+    p.add_argument('--methods', default=None, help=f"comma-separated learned methods (default: {','.join(default_methods())}; known: {','.join(farm_methods())})")
+    return p
+
+def farm_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm farm --preset pocket --out DIR`"
+    import pandas as pd
+    from alpacafarm_nb.core import get_settings, check_output_dir, check_sqlite_file
+    from alpacafarm_nb.registry import check_methods
+    s = get_settings()
+    a = _farm_parser(s.default_preset, s.seed).parse_args(argv)
+    over = {} if a.methods is None else dict(methods=check_methods(a.methods))
+    out = Path(a.out) if a.out else s.runs_dir/a.preset
+    check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
+    from alpacafarm_nb.farm import run_farm, plan_farm
+    if a.dry_run:
+        for name, what in plan_farm(out, a.preset, a.seed, a.force, **over).items(): print(f"{name}: {what}")
+        return 0
+    res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress, **over)
+    from alpacafarm_nb.reports import write_report
+    write_report(out)
+    print(pd.read_csv(out/'leaderboard.csv', index_col=0).round(2).to_string())
+    print(f"\nwrote {out/'leaderboard.csv'}, {out/'results.json'}, {out/'report.html'} in {res['timings_s']['total']:.0f} s")
+    return 0

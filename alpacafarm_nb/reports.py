@@ -6,16 +6,18 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/reports.html.md"""
 
 # %% ../nbs/70_reports.ipynb #ddd7a56e
 from __future__ import annotations
-import argparse, html, os, sys, tempfile
+import argparse, html, json, os, sys, tempfile
 from pathlib import Path
 from typing import Mapping
 
+import pandas as pd
+
 import alpacafarm_nb
-from .core import DataError, atomic_write_text, check_output_dir, get_settings
+from .core import DataError, atomic_write_text, check_output_dir, get_settings, read_records
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'OFFLINE_TEMPLATE', 'QUICK_METHODS', 'reports_folder', 'list_reports', 'report_parameters',
-           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'run_report', 'report_cli']
+           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'run_report', 'write_report', 'report_cli']
 
 # %% ../nbs/70_reports.ipynb #a8575ec4
 REPO_ROOT = Path(alpacafarm_nb.__file__).resolve().parent.parent
@@ -113,8 +115,9 @@ def farm_run(run:str|Path|None, out_dir:str|Path, preset:str='pocket-quick', **o
         return run
     import contextlib, io
     from alpacafarm_nb import farm
+    from alpacafarm_nb.registry import farm_methods
     folder = Path(out_dir)/('run_quick' if preset == 'pocket-quick' else f'run_{preset}')
-    over = dict(methods=tuple(m for m in QUICK_METHODS if m in farm.KNOWN_METHODS), systems=farm.POCKET_SYSTEMS, **overrides)
+    over = dict(methods=tuple(m for m in QUICK_METHODS if m in farm_methods()), systems=farm.POCKET_SYSTEMS, **overrides)
     with contextlib.redirect_stderr(io.StringIO()):   # the farm's stage log: the page shows the run's results, not its log
         res = farm.run_farm(folder, preset=preset, progress=False, **over)
     print(f"farm run {folder} (preset {preset}, methods {', '.join(over['methods'])}): {res['timings_s']['total']:.0f} s")
@@ -147,6 +150,127 @@ def run_report(name:str, run:str|Path|None=None, params:Mapping|None=None, out_d
         if Path(tmp).exists(): os.replace(tmp, executed)   # keep what ran, for debugging
         raise
     return atomic_write_text(out/f'{name}.html', notebook_to_html(executed, include_code=include_code))
+
+# %% ../nbs/70_reports.ipynb #53d12fa8
+def _win_rate_figure(boards):
+    import plotly.graph_objects as go
+    order = list(next(iter(boards.values())).sort_values('win_rate').index)
+    fig = go.Figure()
+    for judge, b in boards.items():
+        b = b.reindex(order)
+        fig.add_bar(y=order, x=b['win_rate'], error_x=dict(array=b['standard_error']), name=judge, orientation='h')
+    fig.update_layout(title='Win rate against the reference (%), with standard errors', barmode='group', height=120 + 40 * len(order),
+                      xaxis_title='win rate (%)', legend_title='judge')
+    return fig
+
+def _agreement_figure(boards):
+    import plotly.graph_objects as go
+    from scipy.stats import spearmanr
+    names = list(boards)
+    if len(names) < 2: return None
+    a, b = boards[names[0]], boards[names[1]].reindex(boards[names[0]].index)
+    rho = spearmanr(a['win_rate'], b['win_rate']).statistic if len(a) > 2 else float('nan')
+    fig = go.Figure(go.Scatter(x=b['win_rate'], y=a['win_rate'], text=list(a.index), mode='markers+text', textposition='top center',
+                               error_x=dict(array=b['standard_error']), error_y=dict(array=a['standard_error'])))
+    fig.add_shape(type='line', x0=0, y0=0, x1=100, y1=100, line=dict(dash='dot', color='grey'))
+    fig.update_layout(title=f'{names[0]} vs {names[1]} win rates (Spearman {rho:.2f})', xaxis_title=f'{names[1]} win rate (%)',
+                      yaxis_title=f'{names[0]} win rate (%)', height=500)
+    return fig
+
+def _training_figure(out:Path):
+    import plotly.graph_objects as go
+    fig, any_ = go.Figure(), False
+    names = ['base', 'sft10k'] + sorted(p.name for p in (Path(out)/'models').glob('reward_*'))
+    for name in names:
+        for f in sorted((Path(out)/'models'/name).glob('*metrics*.jsonl')):
+            rows = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
+            pts = [(r['step'], r['loss']) for r in rows if 'loss' in r and 'step' in r]
+            if pts:
+                fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=f'{name} train loss', mode='lines'); any_ = True
+    fig.update_layout(title='Training loss', xaxis_title='optimizer step', yaxis_title='loss', height=400)
+    return fig if any_ else None
+
+def _reward_model_table(results:Mapping) -> str:
+    "Held-out accuracy of each feedback source's reward model (against its own labels and the clean crowd majority)."
+    rms = results.get('reward_models') or {}
+    if not rms: return ''
+    rows = ''.join(f"<tr><td>{html.escape(fb)}</td>" + ''.join(f"<td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td>"
+                   for v in (s.get('eval', {}) or {}).values()) + '</tr>' for fb, s in rms.items())
+    keys = next((list((s.get('eval') or {}).keys()) for s in rms.values()), [])
+    return (f"<h3>Reward models (held-out pairs)</h3><table><tr><th>feedback</th>{''.join(f'<th>{html.escape(k)}</th>' for k in keys)}</tr>{rows}</table>")
+
+def _examples_table(outputs, reference, n:int=6) -> str:
+    names = ['reference'] + [m for m in ('base', 'sft10k') if m in outputs] + [m for m in outputs if m not in ('base', 'sft10k')][:1]
+    by = {m: {(r['instruction'], r['input']): r['output'] for r in outputs[m]} for m in names[1:]}
+    rows = []
+    for r in reference[:n]:
+        k = (r['instruction'], r['input'])
+        cells = [r['instruction'] + (f"\n\n{r['input']}" if r['input'] else ''), r['output']] + [by[m].get(k, '') for m in names[1:]]
+        rows.append('<tr>' + ''.join(f'<td><pre>{html.escape(c)}</pre></td>' for c in cells) + '</tr>')
+    head = '<tr>' + ''.join(f'<th>{html.escape(h)}</th>' for h in ['instruction'] + names) + '</tr>'
+    return f'<table class="ex">{head}{"".join(rows)}</table>'
+
+def _overoptimization_figures(overopt:pd.DataFrame) -> list:
+    "Win rate against sqrt(KL) for best-of-n and every RL run's checkpoints, and against the proxy reward (`analysis.overoptimization_figure`)."
+    if overopt is None or not len(overopt): return []
+    from alpacafarm_nb.analysis import overoptimization_figure
+    figs = [overoptimization_figure(overopt, x='sqrt_kl'), overoptimization_figure(overopt, x='proxy_reward')]
+    figs[0].update_layout(title='Over-optimisation: win rate against sqrt(KL to SFT10k) (best-of-n: the KL bound; RL: each checkpoint)')
+    figs[1].update_layout(title='Over-optimisation: win rate against the proxy reward (the reward model trained on that feedback)')
+    return figs
+
+def _selected_checkpoints_table(results:Mapping) -> str:
+    "Which checkpoint of each RL run is its method row, chosen by the feedback source's evaluator on the val split."
+    sel = results.get('selected_checkpoints') or {}
+    if not sel: return ''
+    rows = ''.join(f"<tr><td>{html.escape(n)}</td><td>{s['step']}</td><td>{html.escape(s['judge'])}</td><td>{s['val_win_rate']:.2f}</td><td>{s['n_val']}</td>"
+                   f"<td>{html.escape(', '.join(f'{k}: {v:.1f}' for k, v in s['val_win_rates'].items()))}</td></tr>" for n, s in sel.items())
+    return ("<h3>RL checkpoints kept (best val win rate by the feedback source's own judge; the test set picks nothing)</h3>"
+            f"<table><tr><th>run</th><th>step</th><th>judge</th><th>val win rate</th><th>val instructions</th><th>val win rate per step</th></tr>{rows}</table>")
+
+def _ranking_html(rank:Mapping|None) -> str:
+    "ranking.json in words: the correlations with their bootstrap intervals, or why there are none."
+    if not rank: return ''
+    corr = [f"{k} {rank[k]['value']:.2f} [{rank[k]['ci_low']:.2f}, {rank[k]['ci_high']:.2f}]" for k in ('spearman', 'kendall', 'pearson') if isinstance(rank.get(k), Mapping)]
+    return (f"<h3>Does simulation rank the methods as humans do? (ranking.json)</h3><p>{html.escape('; '.join(corr) or '')} "
+            f"over {rank.get('n', 0)} learned methods. {html.escape(rank.get('note', ''))}</p>")
+
+
+# %% ../nbs/70_reports.ipynb #639ff8b4
+def _page(results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, reference:list, out:Path) -> str:
+    methods = pd.DataFrame(results.get('methods') or [])
+    overopt = pd.DataFrame(results.get('overoptimization') or [])
+    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), *_overoptimization_figures(overopt), _training_figure(out)) if f is not None]
+    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]  # plotly.js once, inline
+    tables = ''.join(f'<h3>Judge: {html.escape(j)} ({html.escape(str(results["judges"][j]))})</h3>' + b.round(2).to_html()
+                     for j, b in boards.items())
+    t = results['timings_s']
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>alpacafarm_nb farm report: {html.escape(results['preset'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} pre{{white-space:pre-wrap;margin:0;font-size:12px}} .ex td{{max-width:260px}}</style>
+</head><body><h1>alpacafarm_nb farm report</h1>
+<p>preset <b>{html.escape(results['preset'])}</b>, seed {results['seed']}, alpacafarm_nb {html.escape(results['alpacafarm_nb_version'])},
+{html.escape(results['created_at'])}. Wall time {t.get('total', 0):.0f} s (world {t.get('world', 0):.0f}, pretrain {t.get('pretrain', 0):.0f},
+SFT {t.get('sft', 0):.0f}, sampling {t.get('sample', 0):.0f}, evaluation {t.get('evaluate', 0):.0f}); peak memory {results['peak_memory_mb']:.0f} MB.</p>
+<h2>Methods</h2>{methods.round(2).to_html(index=False) if len(methods) else '<p>(no learned methods in this run)</p>'}
+{_selected_checkpoints_table(results)}{_ranking_html(results.get('ranking'))}{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
+</body></html>"""
+    return page
+
+def _board(rows:list[dict]) -> pd.DataFrame:
+    "A judge's leaderboard from its `results.json` rows (the first column is the system; `index` when the board had no index name)."
+    b = pd.DataFrame(rows)
+    return b.set_index(b.columns[0]).rename_axis(None if b.columns[0] == 'index' else b.columns[0])
+
+def write_report(out:str|Path) -> Path:
+    "Write the self-contained `out/report.html` (plotly.js inline) of the farm run in `out` (from its `results.json` and files)."
+    out = Path(out)
+    results = json.loads((out/'results.json').read_text())
+    boards = {j: _board(rows) for j, rows in results['leaderboard'].items()}
+    outputs = {n: read_records(out/rel, 'output') for n, rel in results['files']['outputs'].items()}
+    reference = read_records(out/results['files']['reference'], 'output')
+    return atomic_write_text(out/'report.html', _page(results, boards, outputs, reference, out))
+
 
 # %% ../nbs/70_reports.ipynb #07578577
 def report_cli(argv:list[str]|None=None) -> int:

@@ -51,13 +51,15 @@ def quick_run(tmp_path_factory):
 
 def expected_method_rows():
     "(method, feedback) of every learned method of the default farm: both feedback sources, and greedy labels for PPO."
-    from alpacafarm_nb.farm import METHODS, FEEDBACK, EXTRA_FEEDBACK, EXTRA_FEEDBACK_METHODS
-    return {(m, fb) for m in METHODS for fb in FEEDBACK} | {(m, fb) for m in EXTRA_FEEDBACK_METHODS for fb in EXTRA_FEEDBACK}
+    from alpacafarm_nb.farm import FEEDBACK, EXTRA_FEEDBACK
+    from alpacafarm_nb.registry import REGISTRY, default_methods
+    return ({(m, fb) for m in default_methods() for fb in FEEDBACK}
+            | {(m, fb) for m in default_methods() if REGISTRY[m].extra_feedback for fb in EXTRA_FEEDBACK})
 
 
 def check_learned_methods(out, res):
     "methods.csv has a row per (method, feedback); every RL run's checkpoints are points of overoptimization.csv; ranking.json."
-    from alpacafarm_nb.farm import RL_METHODS
+    from alpacafarm_nb.registry import REGISTRY
     methods = pd.read_csv(out / "methods.csv")
     pairs = set(zip(methods["method"], methods["feedback"]))
     assert expected_method_rows() <= pairs, expected_method_rows() - pairs
@@ -66,7 +68,7 @@ def check_learned_methods(out, res):
     over = pd.read_csv(out / "overoptimization.csv")
     lb = pd.read_csv(out / "leaderboard.csv", index_col=0)
     for m, fb in expected_method_rows():
-        if m not in RL_METHODS: continue
+        if not REGISTRY[m].checkpoints: continue
         g = over[(over.method == m) & (over.feedback == fb)].sort_values("x")
         assert len(g) >= 2 and set(g["x_name"]) == {"step"} and g["kl"].notna().all() and g["proxy_reward"].notna().all(), (m, fb, g)
         sel = res["selected_checkpoints"][f"{m}_{fb}"]
@@ -130,12 +132,19 @@ def test_farm_quick_files(quick_run, tmp_path, cli_env):
 
 
 def test_farm_rerun_skips_everything(quick_run, tmp_path, cli_env):
-    "Re-running resumes: every stage is skipped, the results are the same, models are not retrained."
+    """Re-running resumes: every stage is skipped, the results are the same, models are not retrained. A folder made with
+    another torch version says so in one line (results.json's provenance)."""
     out = copy_run(quick_run, tmp_path)
     lb = pd.read_csv(out / "leaderboard.csv", index_col=0)
     mtime = (out / "stages" / "sft10k.json").stat().st_mtime
+    res0 = json.loads((out / "results.json").read_text())
+    assert {"cpu_model", "cpu_cores", "cpu_threads", "torch", "transformers", "accelerate", "git_commit"} <= set(res0["provenance"])
+    res0["provenance"]["torch"] = "0.0.1"
+    (out / "results.json").write_text(json.dumps(res0))
     r3 = run_farm_cli(out, cli_env)
     assert r3.returncode == 0, r3.stderr[-3000:]
+    warn = [l for l in r3.stderr.splitlines() if "another CPU or library version" in l]
+    assert len(warn) == 1 and "torch 0.0.1 -> " in warn[0], r3.stderr[-2000:]
     assert (out / "stages" / "sft10k.json").stat().st_mtime == mtime
     res = json.loads((out / "results.json").read_text())
     assert {v["action"] for v in res["stages"].values()} == {"skipped"}

@@ -20,8 +20,8 @@ from ..sampling import IGNORE_INDEX, encode_prompts, encode_responses
 from ..data import format_prompt, PROMPT_NO_INPUT, PROMPT_WITH_INPUT
 
 # %% auto #0
-__all__ = ['TRAIN_CONFIGS', 'tokenize_sft', 'pack_corpus', 'PretrainConfig', 'SFTConfig', 'load_rows', 'pretrain', 'sft',
-           'train_kind_cli', 'train_pretrain_cli', 'train_sft_cli', 'train_cli']
+__all__ = ['tokenize_sft', 'pack_corpus', 'PretrainConfig', 'SFTConfig', 'load_rows', 'pretrain', 'sft', 'train_kind_cli',
+           'train_pretrain_cli', 'train_sft_cli']
 
 # %% ../../nbs/40_sft.ipynb #80d4ab28
 def tokenize_sft(rows:Sequence[dict], tokenizer, max_length:int=512, output_key:str='output') -> list[dict]:
@@ -157,10 +157,7 @@ def sft(policy, rows:Sequence[dict], out_dir:str|Path, val_rows:Sequence[dict]|N
     return train(model, train_ex, out_dir, cfg, val_examples=val_ex, tokenizer=tok, resume=resume, stop_after=stop_after, run_name='sft')
 
 # %% ../../nbs/40_sft.ipynb #555baa42
-TRAIN_CONFIGS = dict(pretrain=PretrainConfig, sft=SFTConfig)
-
-def _train_parser(kind:str) -> argparse.ArgumentParser:
-    cls = TRAIN_CONFIGS[kind]
+def _train_parser(kind:str, cls) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f'alpacafarm train {kind}', description={
         'pretrain': 'Pretrain a pocket base model from scratch on a text corpus.',
         'sft': 'Supervised fine-tuning of a policy on demonstrations (instruction, input, output).'}[kind])
@@ -177,14 +174,14 @@ def _train_parser(kind:str) -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: min(2, cores))')
     return p
 
-def train_kind_cli(kind:str, argv:list[str]|None=None) -> int:
+def train_kind_cli(kind:str, cls, argv:list[str]|None=None) -> int:
     "`alpacafarm train pretrain|sft ...`: bad input (config, data file, model folder) is one line on stderr and exit code 2."
-    a = _train_parser(kind).parse_args(argv)
-    try: return _train_main(kind, a)
+    a = _train_parser(kind, cls).parse_args(argv)
+    try: return _train_main(kind, cls, a)
     except (DataError, OSError, ValueError) as e:
         print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
 
-def _train_main(kind:str, a) -> int:
+def _train_main(kind:str, cls, a) -> int:
     import torch
     from alpacafarm_nb.core import get_settings
     torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
@@ -195,7 +192,6 @@ def _train_main(kind:str, a) -> int:
         f.update(f.pop('train', None) or {})
         a.config = None
         a.set = [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in f.items()] + list(a.set)
-    cls = TRAIN_CONFIGS[kind]
     cfg = config_from_args(cls, a, max_steps=a.max_steps, seed=a.seed, **({'model': a.model} if kind == 'pretrain' else {}))
     pocket = (a.preset or 'pocket').startswith('pocket')
     data = a.data or inputs.get('data') or ('pocket:pretrain' if kind == 'pretrain' else 'pocket:sft' if pocket else 'alpaca_farm:sft')
@@ -219,15 +215,9 @@ def _train_main(kind:str, a) -> int:
 
 def train_pretrain_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm train pretrain ...`"
-    return train_kind_cli('pretrain', argv)
+    return train_kind_cli('pretrain', PretrainConfig, argv)
 
 def train_sft_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm train sft ...`"
-    return train_kind_cli('sft', argv)
+    return train_kind_cli('sft', SFTConfig, argv)
 
-def train_cli(argv:list[str]|None=None) -> int:
-    "`train_cli(['sft', ...])`: the kinds of this notebook (`alpacafarm train` itself dispatches every kind, in `cli`)."
-    argv = list(argv or [])
-    if not argv or argv[0] not in TRAIN_CONFIGS:
-        print(f"usage: alpacafarm train {{{','.join(TRAIN_CONFIGS)}}} ...", file=sys.stderr); return 2
-    return train_kind_cli(argv[0], argv[1:])
