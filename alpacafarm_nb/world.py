@@ -20,11 +20,11 @@ __all__ = ['NUM_WORD', 'WORD_NUM', 'CATEGORIES', 'SINGULAR', 'CATEGORY_OF', 'FAC
            'ALL_COLORS', 'SOUNDS', 'HOMES', 'TASTES', 'HOME_PHRASE', 'USES', 'FILLER', 'GOALS', 'PEOPLE', 'EVENTS',
            'DAYS', 'TIMES', 'CATEGORY_BANK', 'OP_BANK', 'TASK_BANK', 'SLOT_RE', 'SUBJECTS', 'VERBS', 'ADVS', 'SWAPS',
            'FAMILIES', 'FAMILY_WEIGHTS', 'BANK_TOPICS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
-           'EVAL_PARTITION', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence', 'words', 'Family',
-           'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA', 'YesNo', 'Classify', 'Compare',
-           'Rewrite', 'Describe', 'Message', 'Advice', 'split_units', 'parse_task', 'analyze', 'quality_of', 'quality',
-           'Style', 'respond', 'sample_instruction', 'World', 'make_world', 'make_pretrain_corpus', 'Human',
-           'pocket_human', 'scaled_sizes', 'write_world', 'world_cli']
+           'EVAL_PARTITION', 'CROWD_RANGES', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence',
+           'words', 'Family', 'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA', 'YesNo', 'Classify',
+           'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'split_units', 'parse_task', 'analyze', 'quality_of',
+           'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world', 'make_pretrain_corpus', 'Human',
+           'pocket_human_prob', 'pocket_human', 'scaled_sizes', 'write_world', 'world_cli']
 
 # %% ../nbs/02_pocket_world.ipynb #fa5b28f3
 NUM_WORD = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
@@ -853,14 +853,17 @@ class Human:
     w_correct: float; p_check: float; w_complete: float; w_helpful: float; sweet_words: float; w_length: float
     w_list: float; w_penalty: float; position: float; temperature: float; p_lapse: float
 
-def _make_crowd(n:int=16) -> dict[str, Human]:
-    crowd = {}
+CROWD_RANGES = dict(  # each human draws each parameter uniformly from its range (position: normal with this sd); calibrated in 23
+    w_correct=(2.0, 3.5), p_check=(0.75, 0.95), w_complete=(0.5, 1.2), w_helpful=(0.25, 0.6), sweet_words=(37.5, 100.0),
+    w_length=(3.7, 4.3), w_list=(-0.85, -0.35), w_penalty=(0.6, 1.3), position=0.1, temperature=(1.243, 1.989), p_lapse=(0.03, 0.12))
+
+def _make_crowd(n:int=16, ranges:Mapping|None=None) -> dict[str, Human]:
+    R, crowd = {**CROWD_RANGES, **(ranges or {})}, {}
     for i in range(n):
         r = stable_rng('pocket-crowd', i); name = f"pocket_human_{i:02d}"
-        crowd[name] = Human(name, w_correct=r.uniform(2.0, 3.5), p_check=r.uniform(0.75, 0.95), w_complete=r.uniform(0.5, 1.2),
-                            w_helpful=r.uniform(0.25, 0.6), sweet_words=r.uniform(15, 40), w_length=r.uniform(0.0, 0.6),
-                            w_list=r.uniform(-0.3, 0.2), w_penalty=r.uniform(0.6, 1.3), position=r.normal(0, 0.1),
-                            temperature=r.uniform(0.9, 1.5), p_lapse=r.uniform(0.03, 0.12))
+        crowd[name] = Human(name, **{k: (r.normal(0, R[k]) if k == 'position' else r.uniform(*R[k])) for k in
+                                     ('w_correct', 'p_check', 'w_complete', 'w_helpful', 'sweet_words', 'w_length', 'w_list',
+                                      'w_penalty', 'position', 'temperature', 'p_lapse')})
     return crowd
 
 CROWD: dict[str, Human] = _make_crowd()
@@ -879,17 +882,26 @@ def _sigmoid(x:float) -> float: return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.
 def _example_key(example:Mapping) -> tuple:
     return (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
 
-def pocket_human(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
-    "One simulated human's preference (1.0 or 2.0; 1.5 for identical outputs) for `example` as shown; deterministic."
+def _crowd_member(human:str) -> Human:
     if human not in CROWD: raise ValueError(f"unknown pocket human {human!r}; one of {sorted(CROWD)}")
-    h, key = CROWD[human], _example_key(example)
-    if key[2].strip() == key[3].strip(): return 1.5
-    u = lambda *p: stable_uniform('pocket-human', human, int(seed), *key, *p)
-    if u('lapse') < h.p_lapse: return 1.0 if u('coin') < 0.5 else 2.0
+    return CROWD[human]
+
+def pocket_human_prob(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
+    """Exact probability that `human` prefers output_2 of `example` as shown (0.5 for identical outputs). Everything random
+    is marginalised: a lapse (then a coin), whether correctness is checked, and the logistic draw; so it is the same for every seed."""
+    h, key = _crowd_member(human), _example_key(example)
+    if key[2].strip() == key[3].strip(): return 0.5
     f1, f2 = analyze(key[0], key[1], key[2]), analyze(key[0], key[1], key[3])
-    checked = u('check') < h.p_check
-    d = _human_utility(h, f1, checked) - _human_utility(h, f2, checked) + h.position
-    return 1.0 if u('draw') < _sigmoid(d / h.temperature) else 2.0
+    p2 = lambda checked: 1.0 - _sigmoid((_human_utility(h, f1, checked) - _human_utility(h, f2, checked) + h.position) / h.temperature)
+    return h.p_lapse * 0.5 + (1 - h.p_lapse) * (h.p_check * p2(True) + (1 - h.p_check) * p2(False))
+
+def pocket_human(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
+    """One simulated human's preference (1.0 or 2.0; 1.5 for identical outputs) for `example` as shown: 2.0 exactly when a
+    uniform seeded by (human, seed, example) falls below `pocket_human_prob`; deterministic."""
+    h, key = _crowd_member(human), _example_key(example)
+    if key[2].strip() == key[3].strip(): return 1.5
+    u = stable_uniform('pocket-human', human, int(seed), *key, 'decide')
+    return 2.0 if u < pocket_human_prob(example, seed, human) else 1.0
 
 # %% ../nbs/02_pocket_world.ipynb #e330e93d
 SCALES = dict(full=1.0, small=0.1, tiny=0.01)
