@@ -17,8 +17,9 @@ from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, 
 
 # %% auto #0
 __all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS',
-           'CROSS_STRATA', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge', 'pocket_decide',
-           'cross_annotation_pairs']
+           'CROSS_STRATA', 'HUMAN_COST', 'POOL_COST_PER_1000', 'GREEDY_COST_PER_1000', 'TIER_COST_SHARE',
+           'SIMULATED_COSTS', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge', 'pocket_decide',
+           'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
 
 # %% ../nbs/03_pocket_judges.ipynb #7add6da2
 TIERS = dict(  # p_check: how often correctness is really checked; w_correct: how much it weighs; notice: how well defects are seen
@@ -155,3 +156,41 @@ def cross_annotation_pairs(n_per_stratum:int=200, world_seed:int=0) -> list[dict
                               generator_2=gb, stratum=stratum, temperature=temperature))
             n += 1
     return pairs
+
+# %% ../nbs/03_pocket_judges.ipynb #d3c0a002
+HUMAN_COST = dict(price_per_example=0.30, time_per_example=36.8)
+POOL_COST_PER_1000 = dict(price_per_example=11.923471695238096, time_per_example=888.7462016696865)
+GREEDY_COST_PER_1000 = dict(price_per_example=15.420078703703703, time_per_example=983.812433501389)
+TIER_COST_SHARE = dict(strong=4.0, medium=1.0, weak=0.5)
+
+def _pool_costs() -> dict[str, dict]:
+    w = {j.name: TIER_COST_SHARE[j.tier] for j in POOL_JUDGES}
+    mean = sum(w.values()) / len(w)
+    return {n: {k: v / 1000 * x / mean for k, v in POOL_COST_PER_1000.items()} for n, x in w.items()}
+
+SIMULATED_COSTS: dict[str, dict] = {**_pool_costs(), GREEDY_JUDGE.name: {k: v / 1000 for k, v in GREEDY_COST_PER_1000.items()},
+                                    **{h: dict(HUMAN_COST) for h in CROWD}}
+SIMULATED_COSTS['label_flip'] = {k: v / 1000 for k, v in POOL_COST_PER_1000.items()}
+
+def simulated_cost(annotator:str) -> dict|None:
+    "Published price ($) and time (s) per example of the annotator a pocket `annotator` stands for, marked simulated; None if not pocket."
+    c = SIMULATED_COSTS.get(annotator)
+    return None if c is None else dict(c, price_is_simulated=True)
+
+def annotation_cost(annotations) -> dict:
+    """Total price ($) and time (s) of `annotations` (DataFrame or records with `annotator`), overall and per annotator. Pocket
+    annotators count at their simulated cost; others at their own `price_per_example`/`time_per_example` (missing: 0)."""
+    df = pd.DataFrame(annotations)
+    if df.empty: return dict(price=0.0, time=0.0, n=0, simulated=False, per_annotator={})
+    if 'annotator' not in df: raise ValueError("annotations need an 'annotator' column")
+    per, simulated = {}, False
+    for name, g in df.groupby('annotator', sort=True):
+        c = simulated_cost(str(name))
+        if c is not None:
+            price, time, simulated = c['price_per_example'] * len(g), c['time_per_example'] * len(g), True
+        else:
+            own = lambda col: float(pd.to_numeric(g[col], errors='coerce').fillna(0).sum()) if col in g else 0.0
+            price, time = own('price_per_example'), own('time_per_example')
+        per[str(name)] = dict(n=len(g), price=price, time=time, simulated=c is not None)
+    return dict(price=sum(v['price'] for v in per.values()), time=sum(v['time'] for v in per.values()), n=len(df),
+                simulated=simulated, per_annotator=per)
