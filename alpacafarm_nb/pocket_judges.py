@@ -23,20 +23,20 @@ __all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'G
 
 # %% ../nbs/03_pocket_judges.ipynb #7add6da2
 TIERS = dict(  # p_check: how often correctness is really checked; w_correct: how much it weighs; notice: how well defects are seen
-    strong=dict(p_check=0.90, w_correct=2.6, notice=1.0, noise=1.777),     # noise: calibrated (23_pocket_world_calibration)
-    medium=dict(p_check=0.78, w_correct=2.2, notice=0.8, noise=2.132),
-    weak=dict(p_check=0.60, w_correct=1.8, notice=0.6, noise=2.487))
+    strong=dict(p_check=0.90, w_correct=2.6, notice=1.0, noise=1.82),     # noise: calibrated (23_pocket_world_calibration)
+    medium=dict(p_check=0.78, w_correct=2.2, notice=0.8, noise=2.184),
+    weak=dict(p_check=0.60, w_correct=1.8, notice=0.6, noise=2.547))
 
-STYLES = dict(  # length bonus per log-word, list bonus, extra terms of the prompt style (pool: +0.465 length, +0.195 lists, calibrated)
-    chat_fewshot=dict(w_len=0.815, w_list=0.745, w_helpful=0.45),
-    batch_lines=dict(w_len=0.815, w_list=0.745, w_helpful=0.40),
-    json_verdict=dict(w_len=0.865, w_list=0.745, w_helpful=0.45),
-    persona_verbose=dict(w_len=1.465, w_list=0.395, w_helpful=0.60),
-    persona_concise=dict(w_len=0.165, w_list=1.295, w_helpful=0.20),
-    greedy=dict(w_len=0.325, w_list=0.626, w_helpful=0.45))
+STYLES = dict(  # length bonus per log-word, list bonus, extra terms of the prompt style (pool: +0.537 length, +0.233 lists, calibrated)
+    chat_fewshot=dict(w_len=0.887, w_list=0.783, w_helpful=0.45),
+    batch_lines=dict(w_len=0.887, w_list=0.783, w_helpful=0.40),
+    json_verdict=dict(w_len=0.937, w_list=0.783, w_helpful=0.45),
+    persona_verbose=dict(w_len=1.537, w_list=0.433, w_helpful=0.60),
+    persona_concise=dict(w_len=0.237, w_list=1.333, w_helpful=0.20),
+    greedy=dict(w_len=0.343, w_list=0.659, w_helpful=0.45))
 
 BATCH_MIXUP = 0.10   # a batched prompt's verdict line belongs to another pair this often (then the answer is a coin)
-SHARED_OPINION = 0.62 # scale of the misreading all LLM judges share: a fixed leaning towards one of the two outputs, in either order
+SHARED_OPINION = 0.633 # scale of the misreading all LLM judges share: a fixed leaning towards one of the two outputs, in either order
 
 @dataclass(frozen=True)
 class PocketJudge:
@@ -62,7 +62,7 @@ POOL_JUDGES = [  # mirrors alpacafarm_nb/configs/annotators/alpacafarm_v1.yaml
     PocketJudge('pocket_weak_batch4_lines', 'weak', 'batch_lines', 4, 1.0, 0.2),
     PocketJudge('pocket_weak_persona_verbose', 'weak', 'persona_verbose', 1, 1.0, 0.1),
 ]
-GREEDY_JUDGE = PocketJudge('pocket_greedy', 'strong', 'greedy', 1, 0.0, 0.0, opinion=0.857, p_lapse=0.0, shared=0.238)
+GREEDY_JUDGE = PocketJudge('pocket_greedy', 'strong', 'greedy', 1, 0.0, 0.0, opinion=0.832, p_lapse=0.0, shared=0.268)
 JUDGES: dict[str, PocketJudge] = {j.name: j for j in POOL_JUDGES + [GREEDY_JUDGE]}
 
 # %% ../nbs/03_pocket_judges.ipynb #f0f264b9

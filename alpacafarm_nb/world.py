@@ -855,7 +855,7 @@ class Human:
 
 CROWD_RANGES = dict(  # each human draws each parameter uniformly from its range (position: normal with this sd); calibrated in 23
     w_correct=(2.0, 3.5), p_check=(0.75, 0.95), w_complete=(0.5, 1.2), w_helpful=(0.25, 0.6), sweet_words=(37.5, 100.0),
-    w_length=(3.7, 4.3), w_list=(-0.85, -0.35), w_penalty=(0.6, 1.3), position=0.1, temperature=(1.243, 1.989), p_lapse=(0.03, 0.12))
+    w_length=(3.7, 4.3), w_list=(-0.3, 0.2), w_penalty=(0.6, 1.3), position=0.1, temperature=(1.245, 1.992), p_lapse=(0.03, 0.12))
 
 def _make_crowd(n:int=16, ranges:Mapping|None=None) -> dict[str, Human]:
     R, crowd = {**CROWD_RANGES, **(ranges or {})}, {}

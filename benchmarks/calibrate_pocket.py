@@ -75,7 +75,7 @@ def sampled_figures(ann):
 
 # --- the parameters the search moves --------------------------------------------------------------------------------------
 def set_crowd(len_mid, list_mid, temp_scale, sweet_scale):
-    len_mid, list_mid, sweet_scale = np.clip(len_mid, 0, 4), np.clip(list_mid, -0.6, 0.6), np.clip(sweet_scale, 0.5, 2.5)
+    len_mid, list_mid, sweet_scale = np.clip(len_mid, 0, 4), np.clip(list_mid, -0.05, 0.6), np.clip(sweet_scale, 0.5, 2.5)
     R = dict(w_length=(round(len_mid - 0.3, 3), round(len_mid + 0.3, 3)), w_list=(round(list_mid - 0.25, 3), round(list_mid + 0.25, 3)),
              temperature=(round(1.0 * temp_scale, 3), round(1.6 * temp_scale, 3)), sweet_words=(round(15 * sweet_scale, 1), round(40 * sweet_scale, 1)))
     world.CROWD.clear(); world.CROWD.update(world._make_crowd(ranges=R))
@@ -116,20 +116,20 @@ def main(argv=None):
         loss = lambda f, k: float(np.sum(((f - np.array(TARGETS[k])) / np.array([0.03, 0.04, 0.03, 0.03]))**2))
         def crowd_loss(x):
             set_crowd(*x); H = crowd_probs(pairs, humans); return loss(expected_figures(H, H, **geo, reference=True), 'humans')
-        x0 = np.array([2.5, -0.4, 1.3, 1.5])
+        x0 = np.array([2.5, -0.05, 1.3, 1.5])
         r = minimize(crowd_loss, x0, method='Nelder-Mead', options=dict(maxfev=70, xatol=0.01, fatol=0.01,
-                     initial_simplex=[x0] + [x0 + d for d in np.diag([0.3, 0.3, 0.15, 0.3])]))
+                     initial_simplex=[x0] + [x0 + d for d in np.diag([0.3, 0.1, 0.15, 0.3])]))
         print('crowd:', set_crowd(*r.x), 'loss', r.fun)
         H = crowd_probs(pairs, humans)
         def pool_loss(x):
             set_pool(*x); return loss(expected_figures(judge_probs(pairs, pool_as), H, **geo), 'pocket')
-        x0 = np.array([0.43, 0.18, 2.2, 0.5])
+        x0 = np.array([0.465, 0.195, 2.369, 0.62])
         r = minimize(pool_loss, x0, method='Nelder-Mead', options=dict(maxfev=70, xatol=0.01, fatol=0.01,
                      initial_simplex=[x0] + [x0 + d for d in np.diag([0.1, 0.1, -0.2, 0.2])]))
         set_pool(*r.x); print("pool: SHARED_OPINION", pj.SHARED_OPINION, "STYLES", pj.STYLES, "TIERS", pj.TIERS, "loss", r.fun)
         def greedy_loss(x):
             set_greedy(*x); return loss(expected_figures(judge_probs(pairs, greedy_as), H, **geo), 'pocket_greedy')
-        x0 = np.array([0.5, 0.5, 0.6, 0.5])
+        x0 = np.array([0.325, 0.626, 0.857, 0.238])
         r = minimize(greedy_loss, x0, method='Nelder-Mead', options=dict(maxfev=50, xatol=0.01, fatol=0.01,
                      initial_simplex=[x0] + [x0 + d for d in np.diag([0.1, 0.1, 0.2, 0.3])]))
         set_greedy(*r.x); print('greedy:', pj.STYLES['greedy'], pj.JUDGES['pocket_greedy'], 'loss', r.fun)
