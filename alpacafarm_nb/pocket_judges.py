@@ -17,9 +17,9 @@ from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, 
 
 # %% auto #0
 __all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS',
-           'CROSS_STRATA', 'HUMAN_COST', 'POOL_COST_PER_1000', 'GREEDY_COST_PER_1000', 'TIER_COST_SHARE',
-           'SIMULATED_COSTS', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge', 'pocket_decide',
-           'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
+           'CROSS_STRATA', 'PUBLISHED_ROWS', 'STANDS_FOR', 'HUMAN_COST', 'POOL_COST_PER_1000', 'GREEDY_COST_PER_1000',
+           'TIER_COST_SHARE', 'SIMULATED_COSTS', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge',
+           'pocket_decide', 'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
 
 # %% ../nbs/03_pocket_judges.ipynb #7add6da2
 TIERS = dict(  # p_check: how often correctness is really checked; w_correct: how much it weighs; notice: how well defects are seen
@@ -158,9 +158,19 @@ def cross_annotation_pairs(n_per_stratum:int=200, world_seed:int=0) -> list[dict
     return pairs
 
 # %% ../nbs/03_pocket_judges.ipynb #d3c0a002
-HUMAN_COST = dict(price_per_example=0.30, time_per_example=36.8)
-POOL_COST_PER_1000 = dict(price_per_example=11.923471695238096, time_per_example=888.7462016696865)
-GREEDY_COST_PER_1000 = dict(price_per_example=15.420078703703703, time_per_example=983.812433501389)
+PUBLISHED_ROWS = {  # AlpacaEval's May-2023 evaluator leaderboard (alpaca_eval/evaluator_targets.csv): what the pocket annotators stand for
+    'humans': dict(agreement=0.6566358024691358, variance=0.3433641975308642, p_longer=0.6359550561797753, p_lists=0.6071428571428571,
+                   price_per_1000=300.0, time_per_1000=36800.0),
+    'alpaca_farm': dict(agreement=0.6057098765432098, variance=0.324074074074074, p_longer=0.5910112359550562, p_lists=0.6160714285714286,
+                        price_per_1000=11.923471695238096, time_per_1000=888.7462016696865),
+    'alpaca_farm_greedy_gpt4': dict(agreement=0.6651234567901235, variance=0.183641975308642, p_longer=0.5865168539325842,
+                                    p_lists=0.5982142857142857, price_per_1000=15.420078703703703, time_per_1000=983.812433501389)}
+STANDS_FOR = dict(humans='humans', pocket='alpaca_farm', pocket_greedy='alpaca_farm_greedy_gpt4')   # pocket annotator -> published row
+
+_per_example = lambda row: dict(price_per_example=PUBLISHED_ROWS[row]['price_per_1000'] / 1000, time_per_example=PUBLISHED_ROWS[row]['time_per_1000'] / 1000)
+HUMAN_COST = _per_example('humans')
+POOL_COST_PER_1000 = {k: 1000 * v for k, v in _per_example('alpaca_farm').items()}
+GREEDY_COST_PER_1000 = {k: 1000 * v for k, v in _per_example('alpaca_farm_greedy_gpt4').items()}
 TIER_COST_SHARE = dict(strong=4.0, medium=1.0, weak=0.5)
 
 def _pool_costs() -> dict[str, dict]:
