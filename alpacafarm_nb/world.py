@@ -18,13 +18,14 @@ from .core import stable_rng, stable_uniform, stable_int, stable_hash, write_rec
 # %% auto #0
 __all__ = ['NUM_WORD', 'WORD_NUM', 'CATEGORIES', 'SINGULAR', 'CATEGORY_OF', 'FACTS', 'ANIMALS', 'COLORED', 'TASTY', 'SIZED',
            'ALL_COLORS', 'SOUNDS', 'HOMES', 'TASTES', 'HOME_PHRASE', 'USES', 'FILLER', 'GOALS', 'PEOPLE', 'EVENTS',
-           'DAYS', 'TIMES', 'CATEGORY_BANK', 'OP_BANK', 'TASK_BANK', 'SLOT_RE', 'SUBJECTS', 'VERBS', 'ADVS', 'SWAPS',
-           'FAMILIES', 'FAMILY_WEIGHTS', 'BANK_TOPICS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
+           'DAYS', 'TIMES', 'CATEGORY_BANK', 'OP_BANK', 'TASK_BANK', 'SLOT_RE', 'BANK_TOPICS', 'SUBJECTS', 'VERBS',
+           'ADVS', 'SWAPS', 'FAMILIES', 'FAMILY_WEIGHTS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
            'EVAL_PARTITION', 'CROWD_RANGES', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence',
-           'words', 'Family', 'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA', 'YesNo', 'Classify',
-           'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'split_units', 'parse_task', 'analyze', 'quality_of',
-           'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world', 'make_pretrain_corpus', 'Human',
-           'pocket_human_prob', 'pocket_human', 'scaled_sizes', 'write_world', 'world_cli']
+           'words', 'Family', 'split_units', 'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA',
+           'YesNo', 'Classify', 'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'parse_task', 'analyze',
+           'quality_of', 'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world',
+           'make_pretrain_corpus', 'Human', 'pocket_human_prob', 'pocket_human', 'scaled_sizes', 'write_world',
+           'world_cli']
 
 # %% ../nbs/02_pocket_world.ipynb #fa5b28f3
 NUM_WORD = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
@@ -211,16 +212,32 @@ def _topic_bank(topic:str) -> list[str]:
     if kind == 'event': return EVENTS[key]
     return []
 
-# %% ../nbs/02_pocket_world.ipynb #70dea1ac
-def _first_number_answer(text:str, operands=()) -> int|None:
-    m = re.search(r'\b(?:is|equals|makes|get)\s+(-?\d+)', text)
-    if m: return int(m.group(1))
-    nums = [int(x) for x in _NUM.findall(text)]
-    rest = list(nums)
-    for o in operands:
-        if o in rest: rest.remove(o)
-    return rest[0] if rest else None
+# %% ../nbs/02_pocket_world.ipynb #f9c5adc4
+_is_list_line = is_list_line   # core's definition of a list item, shared with the judge metrics
 
+def _norm(s:str) -> str:
+    s = re.sub(r'^\s*(?:\d+[.)]|[-*•])\s*', '', s.strip().lower())
+    return re.sub(r'\s+', ' ', s).strip(' .!?:,')
+
+def split_units(text:str) -> list[str]:
+    "Lines, then sentences within lines (a list item is one unit)."
+    out = []
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if not line: continue
+        if _is_list_line(line): out.append(line); continue
+        out.extend(p.strip() for p in re.split(r'(?<=[.!?])\s+(?=[A-Z0-9])', line) if p.strip())
+    return out
+
+_FILLER_SET = {_norm(x) for x in FILLER}
+def _all_topics() -> list[str]:
+    t = [f"obj:{o}" for o in sorted(set(FACTS) | set(CATEGORY_OF))] + [f"cat:{c}" for c in CATEGORY_BANK] + [f"op:{o}" for o in OP_BANK]
+    return t + [f"task:{k}" for k in TASK_BANK] + [f"goal:{g}" for g in GOALS] + [f"event:{e}" for e in EVENTS]
+BANK_TOPICS: dict[str, set] = {}
+for _t in _all_topics():
+    for _s in _topic_bank(_t): BANK_TOPICS.setdefault(_norm(_s), set()).add(_t)
+
+# %% ../nbs/02_pocket_world.ipynb #70dea1ac
 class ListItems(Family):
     name = 'list_items'
     templates = ["List {k} {cat}.", "Name {k} {cat}.", "Give me {k} examples of {cat}.", "What are {k} common {cat}?",
@@ -250,6 +267,16 @@ class ListItems(Family):
         good = len({x for x in items if x in valid})
         corr = min(good, k) / k * (1.0 if len(items) == k and good == len(items) == len(set(items)) else 0.6)
         return corr, min(len(items), k) / k
+
+# %% ../nbs/02_pocket_world.ipynb #fc000001
+def _first_number_answer(text:str, operands=()) -> int|None:
+    m = re.search(r'\b(?:is|equals|makes|get)\s+(-?\d+)', text)
+    if m: return int(m.group(1))
+    nums = [int(x) for x in _NUM.findall(text)]
+    rest = list(nums)
+    for o in operands:
+        if o in rest: rest.remove(o)
+    return rest[0] if rest else None
 
 class Arithmetic(Family):
     name = 'arithmetic'; difficulty = 1.2
@@ -283,6 +310,7 @@ class Arithmetic(Family):
         got = _first_number_answer(output, (int(s['a']), int(s['b'])))
         return float(got == self.answer(s)), float(got is not None)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000002
 class SortNumbers(Family):
     name = 'sort_numbers'; has_input = True; difficulty = 1.4
     templates = ["Sort these numbers from smallest to largest.", "Put these numbers in order from smallest to largest.",
@@ -311,6 +339,7 @@ class SortNumbers(Family):
         if got == t: return 1.0, 1.0
         return 0.3 * sum(a == b for a, b in zip(got, t)) / len(t), len(got) / len(t)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000003
 class ReverseWords(Family):
     name = 'reverse_words'; has_input = True; difficulty = 1.2
     templates = ["Reverse the order of these words.", "Write these words in the opposite order.", "Write these words backwards, last word first."]
@@ -330,6 +359,7 @@ class ReverseWords(Family):
         if got == t: return 1.0, 1.0
         return 0.3 * sum(a == b for a, b in zip(got, t)) / len(t), min(len(got), len(t)) / len(t)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000004
 class FactQA(Family):
     name = 'fact_qa'
     templates = ["What color is {obj}?", "What sound does {obj} make?", "How many legs does {obj} have?",
@@ -370,6 +400,7 @@ class FactQA(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == v), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000005
 class YesNo(Family):
     name = 'yes_no'
     templates = ["Is {obj} {color}?", "Can {obj} fly?", "Does {obj} have {n} legs?", "Is {obj} bigger than {obj2}?"]
@@ -417,6 +448,7 @@ class YesNo(Family):
         if said is None: return 0.0, 0.0
         return float(said == s['truth']), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000006
 class Classify(Family):
     name = 'classify'; has_input = True
     templates = ["Is this {c1}, {c2} or {c3}?", "Classify this word as {c1}, {c2} or {c3}.", "Which group does this word belong to: {c1}, {c2} or {c3}?"]
@@ -442,6 +474,7 @@ class Classify(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == s['truth']), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000007
 class Compare(Family):
     name = 'compare'
     templates = ["Which is bigger, {obj} or {obj2}?", "Which animal is larger: {obj} or {obj2}?", "Which one is smaller, {obj} or {obj2}?"]
@@ -473,6 +506,7 @@ class Compare(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == s['truth']) * 0.8, 0.7
 
+# %% ../nbs/02_pocket_world.ipynb #fc000008
 SUBJECTS = ['the dog', 'my cat', 'the old horse', 'a small bird', 'my sister', 'the teacher', 'our neighbor', 'the little pig']
 VERBS = ['eats an apple', 'runs in the field', 'sleeps in the sun', 'plays with a ball', 'drinks cold milk', 'sings a song', 'reads a book', 'walks to the farm']
 ADVS = ['every day', 'in the morning', 'at night', 'with a friend', 'very slowly', 'after dinner']
@@ -515,6 +549,7 @@ class Rewrite(Family):
         a, b = words(first), words(s['target'])
         return 0.3 * sum(x == y for x, y in zip(a, b)) / max(len(a), len(b), 1), 0.5
 
+# %% ../nbs/02_pocket_world.ipynb #fc000009
 class Describe(Family):
     name = 'describe'
     templates = ["Describe {obj}.", "Tell me about {obj}.", "Write a short description of {obj}.", "What do you know about {obj}?",
@@ -538,6 +573,7 @@ class Describe(Family):
         if good + bad == 0: return 0.0, 0.0
         return good / (good + bad) * min(1.0, 0.5 + 0.25 * good), min(good, 3) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fc000010
 class Message(Family):
     name = 'message'
     templates = ["Write a short message to your {person} about the {event}.", "Write a note to my {person} to invite them to the {event}.",
@@ -560,6 +596,7 @@ class Message(Family):
         has_day = any(d.lower() in ws for d in DAYS); close = bool(re.search(r'(Best wishes|See you soon|Love, me)\.\s*$', output))
         return corr, (has_day + close + greet) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fc000011
 class Advice(Family):
     name = 'advice'
     templates = ["Give me some tips to {goal}.", "How can I {goal}?", "What should I do to {goal}?", "Give me advice on how to {goal}.",
@@ -578,35 +615,11 @@ class Advice(Family):
         if good + bad == 0: return 0.0, 0.0
         return good / (good + bad), min(good, 3) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fe000002
 FAMILIES: dict[str, Family] = {f.name: f for f in [ListItems(), Arithmetic(), SortNumbers(), ReverseWords(), FactQA(), YesNo(), Classify(),
                                                      Compare(), Rewrite(), Describe(), Message(), Advice()]}
 FAMILY_WEIGHTS = dict(list_items=1.2, arithmetic=1.0, sort_numbers=0.7, reverse_words=0.6, fact_qa=1.0, yes_no=0.9, classify=0.7,
                       compare=0.6, rewrite=0.7, describe=1.0, message=0.9, advice=1.2)
-
-# %% ../nbs/02_pocket_world.ipynb #f9c5adc4
-_is_list_line = is_list_line   # core's definition of a list item, shared with the judge metrics
-
-def _norm(s:str) -> str:
-    s = re.sub(r'^\s*(?:\d+[.)]|[-*•])\s*', '', s.strip().lower())
-    return re.sub(r'\s+', ' ', s).strip(' .!?:,')
-
-def split_units(text:str) -> list[str]:
-    "Lines, then sentences within lines (a list item is one unit)."
-    out = []
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if not line: continue
-        if _is_list_line(line): out.append(line); continue
-        out.extend(p.strip() for p in re.split(r'(?<=[.!?])\s+(?=[A-Z0-9])', line) if p.strip())
-    return out
-
-_FILLER_SET = {_norm(x) for x in FILLER}
-def _all_topics() -> list[str]:
-    t = [f"obj:{o}" for o in sorted(set(FACTS) | set(CATEGORY_OF))] + [f"cat:{c}" for c in CATEGORY_BANK] + [f"op:{o}" for o in OP_BANK]
-    return t + [f"task:{k}" for k in TASK_BANK] + [f"goal:{g}" for g in GOALS] + [f"event:{e}" for e in EVENTS]
-BANK_TOPICS: dict[str, set] = {}
-for _t in _all_topics():
-    for _s in _topic_bank(_t): BANK_TOPICS.setdefault(_norm(_s), set()).add(_t)
 
 # %% ../nbs/02_pocket_world.ipynb #fa3f6187
 @functools.lru_cache(maxsize=200_000)
