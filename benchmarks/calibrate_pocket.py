@@ -8,6 +8,7 @@ The search moves only the crowd's and the judges' parameters; the world, the qua
 
     PYTHONPATH=. python benchmarks/calibrate_pocket.py            # print expected and sampled figures for the current constants
     PYTHONPATH=. python benchmarks/calibrate_pocket.py --search   # also search, print the parameters to paste into the notebooks
+    PYTHONPATH=. python benchmarks/calibrate_pocket.py --out-annotations /tmp/cross.json   # then `alpacafarm judge-metrics` on it
 """
 import argparse, dataclasses, sys, time
 import numpy as np, pandas as pd
@@ -95,6 +96,7 @@ def set_greedy(w_len, w_list, opinion, shared):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(); ap.add_argument('--search', action='store_true'); ap.add_argument('--no-sampled', action='store_true')
+    ap.add_argument('--out-annotations', metavar='JSON', help='also write the sampled cross-annotations (for `alpacafarm judge-metrics`)')
     a = ap.parse_args(argv)
     t0 = time.time()
     pairs = pj.cross_annotation_pairs()
@@ -136,7 +138,16 @@ def main(argv=None):
         show(figs(), 'expected figures, searched constants:')
     if not a.no_sampled:
         print('sampled figures (judge_metrics, --list-definition alpaca_eval_2023):')
-        print(sampled_figures(sampled_annotations(pairs, humans)).round(3).to_string())
+        ann = sampled_annotations(pairs, humans)
+        print(sampled_figures(ann).round(3).to_string())
+        if a.out_annotations:
+            cols = ['annotator', 'seed', 'judge', 'instruction', 'input', 'output_1', 'output_2', 'generator_1', 'generator_2', 'stratum', 'preference']
+            costs = [pj.simulated_cost(j) for j in ann['judge']]      # the published price and time of each, simulated
+            ann = ann.assign(price_per_example=[c['price_per_example'] for c in costs], time_per_example=[c['time_per_example'] for c in costs],
+                             price_is_simulated=True)
+            ann[cols + ['price_per_example', 'time_per_example', 'price_is_simulated']].to_json(a.out_annotations, orient='records')
+            print(f"wrote {a.out_annotations}: alpacafarm judge-metrics {a.out_annotations} --repeat-key seed --reference-annotator humans "
+                  "--list-definition alpaca_eval_2023")
     print(f"[{time.time()-t0:.0f}s]")
 
 if __name__ == '__main__': sys.exit(main())
