@@ -10,30 +10,40 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from .core import stable_uniform
-from .world import analyze, CROWD, pocket_human
+import pandas as pd
+
+from .core import stable_uniform, stable_rng
+from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, REFERENCE_SYSTEM
 
 # %% auto #0
-__all__ = ['TIERS', 'STYLES', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS', 'PocketJudge', 'judge_score',
-           'pocket_judge', 'pocket_decide']
+__all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS',
+           'CROSS_STRATA', 'PUBLISHED_ROWS', 'STANDS_FOR', 'HUMAN_COST', 'POOL_COST_PER_1000', 'GREEDY_COST_PER_1000',
+           'TIER_COST_SHARE', 'SIMULATED_COSTS', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge',
+           'pocket_decide', 'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
 
 # %% ../nbs/03_pocket_judges.ipynb #7add6da2
 TIERS = dict(  # p_check: how often correctness is really checked; w_correct: how much it weighs; notice: how well defects are seen
-    strong=dict(p_check=0.90, w_correct=2.6, notice=1.0, noise=0.75),
-    medium=dict(p_check=0.78, w_correct=2.2, notice=0.8, noise=0.9),
-    weak=dict(p_check=0.60, w_correct=1.8, notice=0.6, noise=1.05))
+    strong=dict(p_check=0.90, w_correct=2.6, notice=1.0, noise=1.82),     # noise: calibrated (23_pocket_world_calibration)
+    medium=dict(p_check=0.78, w_correct=2.2, notice=0.8, noise=2.184),
+    weak=dict(p_check=0.60, w_correct=1.8, notice=0.6, noise=2.547))
 
-STYLES = dict(  # length bonus per log-word, list bonus, extra terms of the prompt style
-    chat_fewshot=dict(w_len=0.35, w_list=0.55, w_helpful=0.45),
-    batch_lines=dict(w_len=0.35, w_list=0.55, w_helpful=0.40),
-    json_verdict=dict(w_len=0.40, w_list=0.55, w_helpful=0.45),
-    persona_verbose=dict(w_len=1.00, w_list=0.20, w_helpful=0.60),
-    persona_concise=dict(w_len=-0.30, w_list=1.10, w_helpful=0.20),
-    greedy=dict(w_len=0.35, w_list=0.55, w_helpful=0.45))
+STYLES = dict(  # length bonus per log-word, list bonus, extra terms of the prompt style (pool: +0.537 length, +0.233 lists, calibrated)
+    chat_fewshot=dict(w_len=0.887, w_list=0.783, w_helpful=0.45),
+    batch_lines=dict(w_len=0.887, w_list=0.783, w_helpful=0.40),
+    json_verdict=dict(w_len=0.937, w_list=0.783, w_helpful=0.45),
+    persona_verbose=dict(w_len=1.537, w_list=0.433, w_helpful=0.60),
+    persona_concise=dict(w_len=0.237, w_list=1.333, w_helpful=0.20),
+    greedy=dict(w_len=0.343, w_list=0.659, w_helpful=0.45))
+
+BATCH_MIXUP = 0.10   # a batched prompt's verdict line belongs to another pair this often (then the answer is a coin)
+SHARED_OPINION = 0.633 # scale of the misreading all LLM judges share: a fixed leaning towards one of the two outputs, in either order
 
 @dataclass(frozen=True)
 class PocketJudge:
     name: str; tier: str; style: str; batch_size: int = 1; temperature: float = 0.0; position: float = 0.0
+    opinion: float = 0.6     # scale of the fixed idiosyncrasy (depends on the example as shown, not on the seed)
+    p_lapse: float = 0.0     # seeded coin flips (an API's nondeterminism even at temperature 0)
+    shared: float = 1.0      # how much of the judges' shared misreading (SHARED_OPINION) this judge has
     @property
     def p(self) -> dict: return {**TIERS[self.tier], **STYLES[self.style]}
 
@@ -52,7 +62,7 @@ POOL_JUDGES = [  # mirrors alpacafarm_nb/configs/annotators/alpacafarm_v1.yaml
     PocketJudge('pocket_weak_batch4_lines', 'weak', 'batch_lines', 4, 1.0, 0.2),
     PocketJudge('pocket_weak_persona_verbose', 'weak', 'persona_verbose', 1, 1.0, 0.1),
 ]
-GREEDY_JUDGE = PocketJudge('pocket_greedy', 'strong', 'greedy', 1, 0.0)
+GREEDY_JUDGE = PocketJudge('pocket_greedy', 'strong', 'greedy', 1, 0.0, 0.0, opinion=0.832, p_lapse=0.0, shared=0.268)
 JUDGES: dict[str, PocketJudge] = {j.name: j for j in POOL_JUDGES + [GREEDY_JUDGE]}
 
 # %% ../nbs/03_pocket_judges.ipynb #f0f264b9
@@ -72,24 +82,44 @@ def judge_score(j:PocketJudge, f:Mapping, checked:bool) -> float:
     return (p['w_correct'] * corr + 0.8 * f['complete'] + p['w_helpful'] * min(f['helpful'], 3)
             + p['w_len'] * math.log1p(f['words']) + p['w_list'] * f['has_list'] - _defects(f, p['notice']))
 
-def pocket_judge(example:Mapping, seed:int=0, judge:str='pocket_greedy', **_) -> float:
-    "A pocket judge's preference (1.0: output_1, 2.0: output_2, 1.5 for identical outputs) for `example` as shown."
+def _judge(judge:str) -> PocketJudge:
     if judge not in JUDGES: raise ValueError(f"unknown pocket judge {judge!r}; one of {sorted(JUDGES)}")
-    j = JUDGES[judge]
-    key = (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
-    if key[2].strip() == key[3].strip(): return 1.5
-    fixed = lambda *p: stable_uniform('pocket-judge', judge, *key, *p)                       # the judge's own idiosyncrasy
-    sampled = lambda *p: stable_uniform('pocket-judge', judge, int(seed), *key, *p)          # sampling noise
-    draw = sampled if j.temperature > 0 else fixed
+    return JUDGES[judge]
+
+def _key(example:Mapping) -> tuple:
+    return (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
+
+def _shared_leaning(key:tuple) -> float:
+    "The leaning every pocket judge shares towards output_1 of `key` (antisymmetric: the same output is favoured in either order)."
+    first = key[2] <= key[3]
+    u = stable_uniform('pocket-judges-shared', key[0], key[1], *((key[2], key[3]) if first else (key[3], key[2])))
+    return _logit(u) if first else -_logit(u)
+
+def pocket_judge_prob(example:Mapping, seed:int=0, judge:str='pocket_greedy', **_) -> float:
+    """Exact probability that pocket `judge` prefers output_2 of `example` as shown (0.5 for identical outputs), with every
+    seeded draw marginalised and the judge's fixed idiosyncrasy for this example conditioned on; the same for every seed."""
+    j, key = _judge(judge), _key(example)
+    if key[2].strip() == key[3].strip(): return 0.5
     p = j.p
+    fixed = lambda *q: stable_uniform('pocket-judge', judge, *key, *q)
     f1, f2 = analyze(key[0], key[1], key[2]), analyze(key[0], key[1], key[3])
-    checked = draw('check') < p['p_check']
-    d = judge_score(j, f1, checked) - judge_score(j, f2, checked) + j.position
-    d += p['noise'] * _logit(fixed('opinion')) * 0.6
-    if j.batch_size > 1: d += 0.25 * _logit(draw('batch'))
-    if j.temperature <= 0: return 1.0 if d >= 0 else 2.0
+    base = j.position + p['noise'] * (j.opinion * _logit(fixed('opinion')) + j.shared * SHARED_OPINION * _shared_leaning(key))
     tau = p['noise'] * (0.4 + 0.6 * j.temperature)
-    return 1.0 if draw('draw') < 1.0 / (1.0 + math.exp(-max(-50, min(50, d / tau)))) else 2.0
+    def p2(checked:bool) -> float:
+        d = judge_score(j, f1, checked) - judge_score(j, f2, checked) + base
+        if j.temperature <= 0: return 0.0 if d >= 0 else 1.0
+        return 1.0 - 1.0 / (1.0 + math.exp(-max(-50, min(50, d / tau))))
+    prob = p2(fixed('check') < p['p_check']) if j.temperature <= 0 else p['p_check'] * p2(True) + (1 - p['p_check']) * p2(False)
+    coin = j.p_lapse + (1 - j.p_lapse) * (BATCH_MIXUP if j.batch_size > 1 else 0.0)
+    return coin * 0.5 + (1 - coin) * prob
+
+def pocket_judge(example:Mapping, seed:int=0, judge:str='pocket_greedy', **_) -> float:
+    """A pocket judge's preference (1.0: output_1, 2.0: output_2, 1.5 for identical outputs) for `example` as shown: 2.0
+    exactly when a uniform seeded by (judge, seed, example) falls below `pocket_judge_prob`."""
+    j, key = _judge(judge), _key(example)
+    if key[2].strip() == key[3].strip(): return 1.5
+    u = stable_uniform('pocket-judge', judge, int(seed), *key, 'decide')
+    return 2.0 if u < pocket_judge_prob(example, seed, judge) else 1.0
 
 def pocket_decide(model:str, examples, seed:int=0) -> list[float]:
     "Preferences of the pocket judge or simulated human called `model` (a served model id) for `examples` as shown."
@@ -98,3 +128,79 @@ def pocket_decide(model:str, examples, seed:int=0) -> list[float]:
     raise KeyError(model)
 
 POCKET_MODEL_IDS = list(JUDGES) + list(CROWD)
+
+# %% ../nbs/03_pocket_judges.ipynb #c1a0a002
+CROSS_STRATA = [  # (stratum, system, temperature)
+    ('gpt4', 'pocket_gpt4', 1.0), ('chatgpt', 'pocket_chatgpt', 1.0), ('verbose', 'pocket_verbose', 1.0),
+    ('davinci001', 'pocket_davinci001', 1.0), ('llama', 'pocket_llama', 1.0),
+    ('base_like', 'pocket_llama', 1.3), ('sft_like', 'pocket_demonstrator', 1.3), ('sft_sure_like', 'pocket_demonstrator', 0.7),
+    ('ppo_like', 'pocket_verbose', 0.7), ('best_of_n_like', 'pocket_chatgpt', 0.7), ('dpo_like', 'pocket_gpt4', 1.3)]
+
+def cross_annotation_pairs(n_per_stratum:int=200, world_seed:int=0) -> list[dict]:
+    "The pocket cross-annotation set: per stratum, `n_per_stratum` outputs against the reference on evaluation instructions."
+    w = make_world(world_seed, dict(sft=1, preference=1, unlabeled=1, val=1, pretrain=1))
+    ev, pairs, seen = w.splits['eval'], [], set()
+    for k, (stratum, system, temperature) in enumerate(CROSS_STRATA):
+        order = stable_rng('pocket-cross-annotation', stratum).permutation(len(ev))
+        outs = w.generate(system, [ev[i] for i in order], seed=1 + k, temperature=temperature)
+        n = 0
+        for i, o in zip(order, outs):
+            ref = ev[i]
+            if n == n_per_stratum: break
+            canonical = (ref['instruction'], ref['input'], *sorted((o['output'], ref['output'])))
+            if o['output'].strip() == ref['output'].strip() or canonical in seen: continue   # no ties, no pair twice
+            seen.add(canonical)
+            first = stable_uniform('pocket-cross-annotation-order', stratum, ref['instruction'], ref['input']) < 0.5
+            (a, ga), (b, gb) = ((o['output'], system), (ref['output'], REFERENCE_SYSTEM))[::1 if first else -1]
+            pairs.append(dict(instruction=ref['instruction'], input=ref['input'], output_1=a, output_2=b, generator_1=ga,
+                              generator_2=gb, stratum=stratum, temperature=temperature))
+            n += 1
+    return pairs
+
+# %% ../nbs/03_pocket_judges.ipynb #d3c0a002
+PUBLISHED_ROWS = {  # AlpacaEval's May-2023 evaluator leaderboard (alpaca_eval/evaluator_targets.csv): what the pocket annotators stand for
+    'humans': dict(agreement=0.6566358024691358, variance=0.3433641975308642, p_longer=0.6359550561797753, p_lists=0.6071428571428571,
+                   price_per_1000=300.0, time_per_1000=36800.0),
+    'alpaca_farm': dict(agreement=0.6057098765432098, variance=0.324074074074074, p_longer=0.5910112359550562, p_lists=0.6160714285714286,
+                        price_per_1000=11.923471695238096, time_per_1000=888.7462016696865),
+    'alpaca_farm_greedy_gpt4': dict(agreement=0.6651234567901235, variance=0.183641975308642, p_longer=0.5865168539325842,
+                                    p_lists=0.5982142857142857, price_per_1000=15.420078703703703, time_per_1000=983.812433501389)}
+STANDS_FOR = dict(humans='humans', pocket='alpaca_farm', pocket_greedy='alpaca_farm_greedy_gpt4')   # pocket annotator -> published row
+
+_per_example = lambda row: dict(price_per_example=PUBLISHED_ROWS[row]['price_per_1000'] / 1000, time_per_example=PUBLISHED_ROWS[row]['time_per_1000'] / 1000)
+HUMAN_COST = _per_example('humans')
+POOL_COST_PER_1000 = {k: 1000 * v for k, v in _per_example('alpaca_farm').items()}
+GREEDY_COST_PER_1000 = {k: 1000 * v for k, v in _per_example('alpaca_farm_greedy_gpt4').items()}
+TIER_COST_SHARE = dict(strong=4.0, medium=1.0, weak=0.5)
+
+def _pool_costs() -> dict[str, dict]:
+    w = {j.name: TIER_COST_SHARE[j.tier] for j in POOL_JUDGES}
+    mean = sum(w.values()) / len(w)
+    return {n: {k: v / 1000 * x / mean for k, v in POOL_COST_PER_1000.items()} for n, x in w.items()}
+
+SIMULATED_COSTS: dict[str, dict] = {**_pool_costs(), GREEDY_JUDGE.name: {k: v / 1000 for k, v in GREEDY_COST_PER_1000.items()},
+                                    **{h: dict(HUMAN_COST) for h in CROWD}}
+SIMULATED_COSTS['label_flip'] = {k: v / 1000 for k, v in POOL_COST_PER_1000.items()}
+
+def simulated_cost(annotator:str) -> dict|None:
+    "Published price ($) and time (s) per example of the annotator a pocket `annotator` stands for, marked simulated; None if not pocket."
+    c = SIMULATED_COSTS.get(annotator)
+    return None if c is None else dict(c, price_is_simulated=True)
+
+def annotation_cost(annotations) -> dict:
+    """Total price ($) and time (s) of `annotations` (DataFrame or records with `annotator`), overall and per annotator. Pocket
+    annotators count at their simulated cost; others at their own `price_per_example`/`time_per_example` (missing: 0)."""
+    df = pd.DataFrame(annotations)
+    if df.empty: return dict(price=0.0, time=0.0, n=0, simulated=False, per_annotator={})
+    if 'annotator' not in df: raise ValueError("annotations need an 'annotator' column")
+    per, simulated = {}, False
+    for name, g in df.groupby('annotator', sort=True):
+        c = simulated_cost(str(name))
+        if c is not None:
+            price, time, simulated = c['price_per_example'] * len(g), c['time_per_example'] * len(g), True
+        else:
+            own = lambda col: float(pd.to_numeric(g[col], errors='coerce').fillna(0).sum()) if col in g else 0.0
+            price, time = own('price_per_example'), own('time_per_example')
+        per[str(name)] = dict(n=len(g), price=price, time=time, simulated=c is not None)
+    return dict(price=sum(v['price'] for v in per.values()), time=sum(v['time'] for v in per.values()), n=len(df),
+                simulated=simulated, per_annotator=per)

@@ -15,12 +15,13 @@ import pandas as pd
 
 from .core import DataError, read_records, read_jsonl_prefix, stable_hash, validate_records, _is_missing, _json_default
 from .annotators import ANNOTATION_COLUMNS, AnnotatorPool, make_pool, pair_decisions
+from .pocket_judges import simulated_cost, annotation_cost
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'VERDICT_COLUMNS', 'LIVE_POOLS', 'LIVE_SYSTEMS', 'VERDICT_NAMES', 'pair_id', 'verdict_label',
            'verdicts_frame', 'load_annotation_files', 'load_farm_run', 'annotate_each', 'live_pocket_sample',
            'append_label', 'label_record', 'read_labels', 'disagreement', 'filter_pairs', 'verdict_matrix', 'pair_html',
-           'verdicts_html', 'matrix_html', 'load_source', 'AnnotatorComparison']
+           'verdicts_html', 'with_simulated_cost', 'cost_html', 'matrix_html', 'load_source', 'AnnotatorComparison']
 
 # %% ../nbs/71_widgets.ipynb #bf86a238
 PAIR_COLUMNS = ['instruction', 'input', 'output_1', 'generator_1', 'output_2', 'generator_2']
@@ -256,12 +257,33 @@ def verdicts_html(verdicts:pd.DataFrame, max_raw:int=600) -> str:
         raw = raw if len(raw) <= max_raw else raw[:max_raw] + ' …'
         if getattr(r, 'shown_swapped', False) is True: raw = '[saw B, A] ' + raw
         rep = '' if str(r.repeat) in ('0', 'nan', 'None') else f" <small>({_e(r.repeat)})</small>"
-        price = '' if _is_missing(r.price_per_example) else f"${float(r.price_per_example):.5f}"
-        tm = '' if _is_missing(r.time_per_example) else f"{float(r.time_per_example):.3g} s"
+        sim = ' <small>(sim.)</small>' if getattr(r, 'price_is_simulated', False) is True else ''
+        price = '' if _is_missing(r.price_per_example) else f"${float(r.price_per_example):.5f}{sim}"
+        tm = '' if _is_missing(r.time_per_example) else f"{float(r.time_per_example):.3g} s{sim}"
         rows.append(f"<tr style='background:{colour}'><td>{_e(r.annotator)}{rep}</td><td>{_e(r.group)}</td><td><b>{lab}</b></td>"
                     f"<td class='afw-raw'>{_e(raw)}</td><td>{price}</td><td>{tm}</td></tr>")
     return ("<table class='afw-table'><tr><th>annotator</th><th>group</th><th>verdict</th><th>raw completion</th><th>price</th>"
             "<th>time</th></tr>" + ''.join(rows) + '</table>')
+
+def with_simulated_cost(verdicts:pd.DataFrame) -> pd.DataFrame:
+    "Pocket annotators' verdicts with the published price and time of the annotator each stands for (`price_is_simulated`)."
+    v = verdicts.copy()
+    costs = [simulated_cost(str(a)) for a in v['annotator']]
+    sim = np.array([c is not None for c in costs], bool)
+    for col in ('price_per_example', 'time_per_example'):
+        v[col] = [c[col] if c is not None else x for c, x in zip(costs, v[col] if col in v else [None] * len(v))]
+    v['price_is_simulated'] = sim
+    return v
+
+def cost_html(verdicts:pd.DataFrame) -> str:
+    "What the verdicts shown cost (or would have cost with the annotators the pocket ones stand for), per annotator and in all."
+    if verdicts.empty: return ''
+    c = annotation_cost(verdicts)
+    rows = ''.join(f"<tr><td>{_e(a)}</td><td>{x['n']}</td><td>${x['price']:.4f}</td><td>{x['time'] / 60:.1f} min</td>"
+                   f"<td>{'simulated' if x['simulated'] else ''}</td></tr>" for a, x in c['per_annotator'].items())
+    note = ' (simulated: the published price and time of the annotators the pocket ones stand for)' if c['simulated'] else ''
+    return (f"<table class='afw-table'><caption>cost of {c['n']} annotations: ${c['price']:.2f}, {c['time'] / 3600:.2f} h{note}</caption>"
+            "<tr><th>annotator</th><th>n</th><th>price</th><th>time</th><th></th></tr>" + rows + '</table>')
 
 def matrix_html(matrix:pd.DataFrame, n_pairs:int|None=None) -> str:
     "The agreement matrix as a coloured table (white: 0.5, green: 1, red: 0); columns numbered like the rows, to stay small."
@@ -297,7 +319,7 @@ class AnnotatorComparison:
         import ipywidgets as W
         self.source, self.user, self._hold = source, user, False
         self.labels_path = None if labels_path is None else Path(labels_path)
-        self.verdicts = load_source(source, repeat_key, outputs)
+        self.verdicts = with_simulated_cost(load_source(source, repeat_key, outputs))
         if self.verdicts.empty: raise DataError("the source holds no annotations", str(source))
         self._pairs = self.verdicts.drop_duplicates('pair_id').set_index('pair_id')[PAIR_COLUMNS]
         if self.labels_path is not None and self.labels_path.exists(): self._merge_labels(read_labels(self.labels_path, user))
@@ -316,7 +338,7 @@ class AnnotatorComparison:
         self.count = W.HTML()
         self.prev_button, self.next_button = W.Button(description='◀ prev', layout=lay(width='80px')), W.Button(description='next ▶', layout=lay(width='80px'))
         self.label_a, self.label_tie, self.label_b = (W.Button(description=d, button_style='info') for d in ('A is better', 'Tie', 'B is better'))
-        self.pair_view, self.verdict_view, self.matrix_view, self.status = W.HTML(), W.HTML(), W.HTML(), W.HTML()
+        self.pair_view, self.verdict_view, self.matrix_view, self.status, self.cost_view = W.HTML(), W.HTML(), W.HTML(), W.HTML(), W.HTML()
         for b in (self.label_a, self.label_tie, self.label_b): b.disabled = self.labels_path is None
         self.prev_button.on_click(lambda _: self._step(-1)); self.next_button.on_click(lambda _: self._step(1))
         self.label_a.on_click(lambda _: self.label(1)); self.label_tie.on_click(lambda _: self.label(1.5)); self.label_b.on_click(lambda _: self.label(2))
@@ -328,7 +350,7 @@ class AnnotatorComparison:
         self.widget = W.VBox([W.HBox([self.text_filter, self.disagreement_only]), W.HBox([self.generator, self.by]), self.annotators,
                               W.HBox([self.prev_button, self.position, self.next_button, self.count]), self.pair_view, labels,
                               self.status, W.HTML('<b>Verdicts</b>'), self.verdict_view, W.HTML('<b>Agreement (current filter)</b>'),
-                              self.matrix_view])
+                              self.matrix_view, W.HTML('<b>Cost (current filter)</b>'), self.cost_view])
         self.widget.add_class('afw-widget')
         self._refresh()
 
@@ -379,6 +401,11 @@ class AnnotatorComparison:
         return self.verdicts[(self.verdicts['pair_id'] == cur['pair_id']) & self.verdicts[self.by.value].isin(self.chosen)]
 
     @property
+    def shown_verdicts(self) -> pd.DataFrame:
+        "The chosen annotators' verdicts on the pairs that pass the filters."
+        return self.verdicts[self.verdicts['pair_id'].isin(set(self.pair_ids)) & self.verdicts[self.by.value].isin(self.chosen)]
+
+    @property
     def matrix(self) -> pd.DataFrame:
         "The agreement matrix of the chosen annotators on the pairs that pass the filters."
         return verdict_matrix(self.verdicts, self.pair_ids, self.chosen, self.by.value)
@@ -407,7 +434,7 @@ class AnnotatorComparison:
         # everything computed first, then shown at once: the browser never shows a new pair with the old matrix
         views = [(self.count, f"of {n} pairs" + (f" ({self.verdicts['pair_id'].nunique()} in all)" if n != self.verdicts['pair_id'].nunique() else '')),
                  (self.pair_view, pair_html(self.current)), (self.verdict_view, verdicts_html(self.current_verdicts))]
-        if matrix: views.append((self.matrix_view, matrix_html(self.matrix, n)))
+        if matrix: views += [(self.matrix_view, matrix_html(self.matrix, n)), (self.cost_view, cost_html(self.shown_verdicts))]
         for view, value in views: view.value = value
         self._shown_at = time.monotonic()
 
@@ -438,7 +465,8 @@ class AnnotatorComparison:
         head = (f"<p><b>Pair {self.position.value if self.pair_ids else 0} of {len(self.pair_ids)}</b>"
                 f" ({', '.join(html.escape(x) for x in f if x) or 'no filter'}; compared by {self.by.value})</p>")
         return (head + pair_html(self.current) + '<h4>Verdicts</h4>' + verdicts_html(self.current_verdicts)
-                + '<h4>Agreement (current filter)</h4>' + matrix_html(self.matrix, len(self.pair_ids)))
+                + '<h4>Agreement (current filter)</h4>' + matrix_html(self.matrix, len(self.pair_ids))
+                + '<h4>Cost (current filter)</h4>' + cost_html(self.shown_verdicts))
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
     def __repr__(self): return f"AnnotatorComparison({len(self.pair_ids)} of {self.verdicts['pair_id'].nunique()} pairs, {len(self.chosen)} {self.by.value}s)"

@@ -18,13 +18,14 @@ from .core import stable_rng, stable_uniform, stable_int, stable_hash, write_rec
 # %% auto #0
 __all__ = ['NUM_WORD', 'WORD_NUM', 'CATEGORIES', 'SINGULAR', 'CATEGORY_OF', 'FACTS', 'ANIMALS', 'COLORED', 'TASTY', 'SIZED',
            'ALL_COLORS', 'SOUNDS', 'HOMES', 'TASTES', 'HOME_PHRASE', 'USES', 'FILLER', 'GOALS', 'PEOPLE', 'EVENTS',
-           'DAYS', 'TIMES', 'CATEGORY_BANK', 'OP_BANK', 'TASK_BANK', 'SLOT_RE', 'SUBJECTS', 'VERBS', 'ADVS', 'SWAPS',
-           'FAMILIES', 'FAMILY_WEIGHTS', 'BANK_TOPICS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
-           'EVAL_PARTITION', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence', 'words', 'Family',
-           'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA', 'YesNo', 'Classify', 'Compare',
-           'Rewrite', 'Describe', 'Message', 'Advice', 'split_units', 'parse_task', 'analyze', 'quality_of', 'quality',
-           'Style', 'respond', 'sample_instruction', 'World', 'make_world', 'make_pretrain_corpus', 'Human',
-           'pocket_human', 'scaled_sizes', 'write_world', 'world_cli']
+           'DAYS', 'TIMES', 'CATEGORY_BANK', 'OP_BANK', 'TASK_BANK', 'SLOT_RE', 'BANK_TOPICS', 'SUBJECTS', 'VERBS',
+           'ADVS', 'SWAPS', 'FAMILIES', 'FAMILY_WEIGHTS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
+           'EVAL_PARTITION', 'CROWD_RANGES', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence',
+           'words', 'Family', 'split_units', 'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA',
+           'YesNo', 'Classify', 'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'parse_task', 'analyze',
+           'quality_of', 'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world',
+           'make_pretrain_corpus', 'Human', 'pocket_human_prob', 'pocket_human', 'scaled_sizes', 'write_world',
+           'world_cli']
 
 # %% ../nbs/02_pocket_world.ipynb #fa5b28f3
 NUM_WORD = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
@@ -211,16 +212,32 @@ def _topic_bank(topic:str) -> list[str]:
     if kind == 'event': return EVENTS[key]
     return []
 
-# %% ../nbs/02_pocket_world.ipynb #70dea1ac
-def _first_number_answer(text:str, operands=()) -> int|None:
-    m = re.search(r'\b(?:is|equals|makes|get)\s+(-?\d+)', text)
-    if m: return int(m.group(1))
-    nums = [int(x) for x in _NUM.findall(text)]
-    rest = list(nums)
-    for o in operands:
-        if o in rest: rest.remove(o)
-    return rest[0] if rest else None
+# %% ../nbs/02_pocket_world.ipynb #f9c5adc4
+_is_list_line = is_list_line   # core's definition of a list item, shared with the judge metrics
 
+def _norm(s:str) -> str:
+    s = re.sub(r'^\s*(?:\d+[.)]|[-*•])\s*', '', s.strip().lower())
+    return re.sub(r'\s+', ' ', s).strip(' .!?:,')
+
+def split_units(text:str) -> list[str]:
+    "Lines, then sentences within lines (a list item is one unit)."
+    out = []
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if not line: continue
+        if _is_list_line(line): out.append(line); continue
+        out.extend(p.strip() for p in re.split(r'(?<=[.!?])\s+(?=[A-Z0-9])', line) if p.strip())
+    return out
+
+_FILLER_SET = {_norm(x) for x in FILLER}
+def _all_topics() -> list[str]:
+    t = [f"obj:{o}" for o in sorted(set(FACTS) | set(CATEGORY_OF))] + [f"cat:{c}" for c in CATEGORY_BANK] + [f"op:{o}" for o in OP_BANK]
+    return t + [f"task:{k}" for k in TASK_BANK] + [f"goal:{g}" for g in GOALS] + [f"event:{e}" for e in EVENTS]
+BANK_TOPICS: dict[str, set] = {}
+for _t in _all_topics():
+    for _s in _topic_bank(_t): BANK_TOPICS.setdefault(_norm(_s), set()).add(_t)
+
+# %% ../nbs/02_pocket_world.ipynb #70dea1ac
 class ListItems(Family):
     name = 'list_items'
     templates = ["List {k} {cat}.", "Name {k} {cat}.", "Give me {k} examples of {cat}.", "What are {k} common {cat}?",
@@ -250,6 +267,16 @@ class ListItems(Family):
         good = len({x for x in items if x in valid})
         corr = min(good, k) / k * (1.0 if len(items) == k and good == len(items) == len(set(items)) else 0.6)
         return corr, min(len(items), k) / k
+
+# %% ../nbs/02_pocket_world.ipynb #fc000001
+def _first_number_answer(text:str, operands=()) -> int|None:
+    m = re.search(r'\b(?:is|equals|makes|get)\s+(-?\d+)', text)
+    if m: return int(m.group(1))
+    nums = [int(x) for x in _NUM.findall(text)]
+    rest = list(nums)
+    for o in operands:
+        if o in rest: rest.remove(o)
+    return rest[0] if rest else None
 
 class Arithmetic(Family):
     name = 'arithmetic'; difficulty = 1.2
@@ -283,6 +310,7 @@ class Arithmetic(Family):
         got = _first_number_answer(output, (int(s['a']), int(s['b'])))
         return float(got == self.answer(s)), float(got is not None)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000002
 class SortNumbers(Family):
     name = 'sort_numbers'; has_input = True; difficulty = 1.4
     templates = ["Sort these numbers from smallest to largest.", "Put these numbers in order from smallest to largest.",
@@ -311,6 +339,7 @@ class SortNumbers(Family):
         if got == t: return 1.0, 1.0
         return 0.3 * sum(a == b for a, b in zip(got, t)) / len(t), len(got) / len(t)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000003
 class ReverseWords(Family):
     name = 'reverse_words'; has_input = True; difficulty = 1.2
     templates = ["Reverse the order of these words.", "Write these words in the opposite order.", "Write these words backwards, last word first."]
@@ -330,6 +359,7 @@ class ReverseWords(Family):
         if got == t: return 1.0, 1.0
         return 0.3 * sum(a == b for a, b in zip(got, t)) / len(t), min(len(got), len(t)) / len(t)
 
+# %% ../nbs/02_pocket_world.ipynb #fc000004
 class FactQA(Family):
     name = 'fact_qa'
     templates = ["What color is {obj}?", "What sound does {obj} make?", "How many legs does {obj} have?",
@@ -370,6 +400,7 @@ class FactQA(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == v), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000005
 class YesNo(Family):
     name = 'yes_no'
     templates = ["Is {obj} {color}?", "Can {obj} fly?", "Does {obj} have {n} legs?", "Is {obj} bigger than {obj2}?"]
@@ -417,6 +448,7 @@ class YesNo(Family):
         if said is None: return 0.0, 0.0
         return float(said == s['truth']), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000006
 class Classify(Family):
     name = 'classify'; has_input = True
     templates = ["Is this {c1}, {c2} or {c3}?", "Classify this word as {c1}, {c2} or {c3}.", "Which group does this word belong to: {c1}, {c2} or {c3}?"]
@@ -442,6 +474,7 @@ class Classify(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == s['truth']), 1.0
 
+# %% ../nbs/02_pocket_world.ipynb #fc000007
 class Compare(Family):
     name = 'compare'
     templates = ["Which is bigger, {obj} or {obj2}?", "Which animal is larger: {obj} or {obj2}?", "Which one is smaller, {obj} or {obj2}?"]
@@ -473,6 +506,7 @@ class Compare(Family):
         if not found: return 0.0, 0.0
         return float(found[0] == s['truth']) * 0.8, 0.7
 
+# %% ../nbs/02_pocket_world.ipynb #fc000008
 SUBJECTS = ['the dog', 'my cat', 'the old horse', 'a small bird', 'my sister', 'the teacher', 'our neighbor', 'the little pig']
 VERBS = ['eats an apple', 'runs in the field', 'sleeps in the sun', 'plays with a ball', 'drinks cold milk', 'sings a song', 'reads a book', 'walks to the farm']
 ADVS = ['every day', 'in the morning', 'at night', 'with a friend', 'very slowly', 'after dinner']
@@ -515,6 +549,7 @@ class Rewrite(Family):
         a, b = words(first), words(s['target'])
         return 0.3 * sum(x == y for x, y in zip(a, b)) / max(len(a), len(b), 1), 0.5
 
+# %% ../nbs/02_pocket_world.ipynb #fc000009
 class Describe(Family):
     name = 'describe'
     templates = ["Describe {obj}.", "Tell me about {obj}.", "Write a short description of {obj}.", "What do you know about {obj}?",
@@ -538,6 +573,7 @@ class Describe(Family):
         if good + bad == 0: return 0.0, 0.0
         return good / (good + bad) * min(1.0, 0.5 + 0.25 * good), min(good, 3) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fc000010
 class Message(Family):
     name = 'message'
     templates = ["Write a short message to your {person} about the {event}.", "Write a note to my {person} to invite them to the {event}.",
@@ -560,6 +596,7 @@ class Message(Family):
         has_day = any(d.lower() in ws for d in DAYS); close = bool(re.search(r'(Best wishes|See you soon|Love, me)\.\s*$', output))
         return corr, (has_day + close + greet) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fc000011
 class Advice(Family):
     name = 'advice'
     templates = ["Give me some tips to {goal}.", "How can I {goal}?", "What should I do to {goal}?", "Give me advice on how to {goal}.",
@@ -578,35 +615,11 @@ class Advice(Family):
         if good + bad == 0: return 0.0, 0.0
         return good / (good + bad), min(good, 3) / 3
 
+# %% ../nbs/02_pocket_world.ipynb #fe000002
 FAMILIES: dict[str, Family] = {f.name: f for f in [ListItems(), Arithmetic(), SortNumbers(), ReverseWords(), FactQA(), YesNo(), Classify(),
                                                      Compare(), Rewrite(), Describe(), Message(), Advice()]}
 FAMILY_WEIGHTS = dict(list_items=1.2, arithmetic=1.0, sort_numbers=0.7, reverse_words=0.6, fact_qa=1.0, yes_no=0.9, classify=0.7,
                       compare=0.6, rewrite=0.7, describe=1.0, message=0.9, advice=1.2)
-
-# %% ../nbs/02_pocket_world.ipynb #f9c5adc4
-_is_list_line = is_list_line   # core's definition of a list item, shared with the judge metrics
-
-def _norm(s:str) -> str:
-    s = re.sub(r'^\s*(?:\d+[.)]|[-*•])\s*', '', s.strip().lower())
-    return re.sub(r'\s+', ' ', s).strip(' .!?:,')
-
-def split_units(text:str) -> list[str]:
-    "Lines, then sentences within lines (a list item is one unit)."
-    out = []
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if not line: continue
-        if _is_list_line(line): out.append(line); continue
-        out.extend(p.strip() for p in re.split(r'(?<=[.!?])\s+(?=[A-Z0-9])', line) if p.strip())
-    return out
-
-_FILLER_SET = {_norm(x) for x in FILLER}
-def _all_topics() -> list[str]:
-    t = [f"obj:{o}" for o in sorted(set(FACTS) | set(CATEGORY_OF))] + [f"cat:{c}" for c in CATEGORY_BANK] + [f"op:{o}" for o in OP_BANK]
-    return t + [f"task:{k}" for k in TASK_BANK] + [f"goal:{g}" for g in GOALS] + [f"event:{e}" for e in EVENTS]
-BANK_TOPICS: dict[str, set] = {}
-for _t in _all_topics():
-    for _s in _topic_bank(_t): BANK_TOPICS.setdefault(_norm(_s), set()).add(_t)
 
 # %% ../nbs/02_pocket_world.ipynb #fa3f6187
 @functools.lru_cache(maxsize=200_000)
@@ -853,14 +866,17 @@ class Human:
     w_correct: float; p_check: float; w_complete: float; w_helpful: float; sweet_words: float; w_length: float
     w_list: float; w_penalty: float; position: float; temperature: float; p_lapse: float
 
-def _make_crowd(n:int=16) -> dict[str, Human]:
-    crowd = {}
+CROWD_RANGES = dict(  # each human draws each parameter uniformly from its range (position: normal with this sd); calibrated in 23
+    w_correct=(2.0, 3.5), p_check=(0.75, 0.95), w_complete=(0.5, 1.2), w_helpful=(0.25, 0.6), sweet_words=(37.5, 100.0),
+    w_length=(3.7, 4.3), w_list=(-0.3, 0.2), w_penalty=(0.6, 1.3), position=0.1, temperature=(1.245, 1.992), p_lapse=(0.03, 0.12))
+
+def _make_crowd(n:int=16, ranges:Mapping|None=None) -> dict[str, Human]:
+    R, crowd = {**CROWD_RANGES, **(ranges or {})}, {}
     for i in range(n):
         r = stable_rng('pocket-crowd', i); name = f"pocket_human_{i:02d}"
-        crowd[name] = Human(name, w_correct=r.uniform(2.0, 3.5), p_check=r.uniform(0.75, 0.95), w_complete=r.uniform(0.5, 1.2),
-                            w_helpful=r.uniform(0.25, 0.6), sweet_words=r.uniform(15, 40), w_length=r.uniform(0.0, 0.6),
-                            w_list=r.uniform(-0.3, 0.2), w_penalty=r.uniform(0.6, 1.3), position=r.normal(0, 0.1),
-                            temperature=r.uniform(0.9, 1.5), p_lapse=r.uniform(0.03, 0.12))
+        crowd[name] = Human(name, **{k: (r.normal(0, R[k]) if k == 'position' else r.uniform(*R[k])) for k in
+                                     ('w_correct', 'p_check', 'w_complete', 'w_helpful', 'sweet_words', 'w_length', 'w_list',
+                                      'w_penalty', 'position', 'temperature', 'p_lapse')})
     return crowd
 
 CROWD: dict[str, Human] = _make_crowd()
@@ -879,17 +895,26 @@ def _sigmoid(x:float) -> float: return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.
 def _example_key(example:Mapping) -> tuple:
     return (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
 
-def pocket_human(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
-    "One simulated human's preference (1.0 or 2.0; 1.5 for identical outputs) for `example` as shown; deterministic."
+def _crowd_member(human:str) -> Human:
     if human not in CROWD: raise ValueError(f"unknown pocket human {human!r}; one of {sorted(CROWD)}")
-    h, key = CROWD[human], _example_key(example)
-    if key[2].strip() == key[3].strip(): return 1.5
-    u = lambda *p: stable_uniform('pocket-human', human, int(seed), *key, *p)
-    if u('lapse') < h.p_lapse: return 1.0 if u('coin') < 0.5 else 2.0
+    return CROWD[human]
+
+def pocket_human_prob(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
+    """Exact probability that `human` prefers output_2 of `example` as shown (0.5 for identical outputs). Everything random
+    is marginalised: a lapse (then a coin), whether correctness is checked, and the logistic draw; so it is the same for every seed."""
+    h, key = _crowd_member(human), _example_key(example)
+    if key[2].strip() == key[3].strip(): return 0.5
     f1, f2 = analyze(key[0], key[1], key[2]), analyze(key[0], key[1], key[3])
-    checked = u('check') < h.p_check
-    d = _human_utility(h, f1, checked) - _human_utility(h, f2, checked) + h.position
-    return 1.0 if u('draw') < _sigmoid(d / h.temperature) else 2.0
+    p2 = lambda checked: 1.0 - _sigmoid((_human_utility(h, f1, checked) - _human_utility(h, f2, checked) + h.position) / h.temperature)
+    return h.p_lapse * 0.5 + (1 - h.p_lapse) * (h.p_check * p2(True) + (1 - h.p_check) * p2(False))
+
+def pocket_human(example:Mapping, seed:int=0, human:str='pocket_human_00', **_) -> float:
+    """One simulated human's preference (1.0 or 2.0; 1.5 for identical outputs) for `example` as shown: 2.0 exactly when a
+    uniform seeded by (human, seed, example) falls below `pocket_human_prob`; deterministic."""
+    h, key = _crowd_member(human), _example_key(example)
+    if key[2].strip() == key[3].strip(): return 1.5
+    u = stable_uniform('pocket-human', human, int(seed), *key, 'decide')
+    return 2.0 if u < pocket_human_prob(example, seed, human) else 1.0
 
 # %% ../nbs/02_pocket_world.ipynb #e330e93d
 SCALES = dict(full=1.0, small=0.1, tiny=0.01)

@@ -225,3 +225,21 @@ def test_live_pool_over_the_api_shows_each_judges_raw_completion(judge_server, t
     assert raw.loc['pocket_strong_json'].str.contains('{').all() and not raw.str.fullmatch(r'[12]\.0').any()
     w = AnnotatorComparison(api)
     assert html.escape(w.current_verdicts['raw_completion'].iloc[0][:40]) in w.verdict_view.value
+
+
+def test_a_farm_run_of_pocket_annotators_shows_its_simulated_cost(tmp_path):
+    "A farm-run folder annotated by the pocket pool and crowd: the widget prices each verdict as its published annotator, marked simulated."
+    from alpacafarm_nb.annotators import annotate_pairs
+    from alpacafarm_nb.pocket_judges import cross_annotation_pairs, annotation_cost
+    pairs = cross_annotation_pairs(2)
+    for group, pool in (('pool', 'pocket'), ('humans', 'pocket_humans')):
+        (tmp_path / 'annotations' / group).mkdir(parents=True)
+        ann = annotate_pairs(pairs, pool, seed=0, cache_path=False, progress=False)
+        (tmp_path / 'annotations' / group / 'model.json').write_text(ann.to_json(orient='records'))
+    w = AnnotatorComparison(tmp_path)
+    assert w.verdicts['price_is_simulated'].all() and w.by.value == 'group'
+    cost = annotation_cost(w.shown_verdicts)
+    assert cost['n'] == 2 * len(pairs) and cost['simulated']
+    humans = cost['per_annotator']
+    assert abs(sum(v['price'] for k, v in humans.items() if k.startswith('pocket_human')) - 0.30 * len(pairs)) < 1e-9
+    assert f"cost of {2 * len(pairs)} annotations: ${cost['price']:.2f}" in w.cost_view.value and '(sim.)' in w.verdict_view.value

@@ -93,3 +93,41 @@ def test_world_cli(tmp_path, cli_env):
     assert len(pre) == 400 and all(isinstance(p["text"], str) and p["text"] for p in pre)
     bad = subprocess.run([ALPACAFARM, "world", "--out", str(tmp_path / "x"), "--scale", "7"], capture_output=True, text=True, env=cli_env)
     assert bad.returncode == 2 and "--scale" in bad.stderr
+
+
+def _cross_pairs(n_per_stratum=6):
+    from alpacafarm_nb.pocket_judges import cross_annotation_pairs
+    return cross_annotation_pairs(n_per_stratum)
+
+
+def test_choice_probabilities_match_sampled_answers():
+    "Issue 18/19 contract: the mean sampled answer over many seeds is the exact probability, for humans and judges alike."
+    import numpy as np
+    from alpacafarm_nb.world import pocket_human_prob
+    from alpacafarm_nb.pocket_judges import JUDGES, pocket_judge, pocket_judge_prob
+    pairs = _cross_pairs(2)[:12]
+    seeds = range(600)
+    for i, e in enumerate(pairs):
+        h, j = sorted(CROWD)[i % len(CROWD)], sorted(JUDGES)[i % len(JUDGES)]
+        for ask, prob, name in ((pocket_human, pocket_human_prob, dict(human=h)), (pocket_judge, pocket_judge_prob, dict(judge=j))):
+            p = prob(e, 0, **name)
+            assert 0.0 <= p <= 1.0 and p == prob(e, 7, **name)
+            share = np.mean([ask(e, s, **name) == 2.0 for s in seeds])
+            assert abs(share - p) < 0.07, (name, p, share)
+            # the relation is exact: 2.0 whenever the seeded uniform falls below the probability
+            assert all(ask(e, s, **name) == 2.0 for s in seeds) == (p == 1.0)
+    same = dict(pairs[0], output_2=pairs[0]["output_1"])
+    assert (pocket_human_prob(same), pocket_judge_prob(same, judge="pocket_greedy")) == (0.5, 0.5)
+    assert (pocket_human(same), pocket_judge(same, judge="pocket_greedy")) == (1.5, 1.5)
+
+
+def test_cross_annotation_set_is_fixed_across_processes():
+    code = ("import json; from alpacafarm_nb.pocket_judges import cross_annotation_pairs\n"
+            "print(json.dumps(cross_annotation_pairs(3)))")
+    outs = []
+    for hs in ("1", "999"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED=hs), timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert outs[0] == outs[1] == _cross_pairs(3)
+    assert len(outs[0]) == 33 and len({r["stratum"] for r in outs[0]}) == 11
