@@ -35,7 +35,7 @@ def test_prompt_is_the_chat_template(smol):
         p = format_prompt(r['instruction'], r['input'], tok)
         ids = encode_prompts(tok, [p])[0]
         assert ids == list(tok.apply_chat_template(chat_messages(r['instruction'], r['input']), tokenize=True,
-                                                    add_generation_prompt=True)['input_ids'])
+                                                    add_generation_prompt=True, return_dict=True)['input_ids'])
         assert p.endswith('<|im_start|>assistant\n') and (r['input'] == '' or f"\n\n{r['input']}<|im_end|>" in p)
     assert response_marker(tok) == '<|im_start|>assistant\n'
 
@@ -49,7 +49,7 @@ def test_response_starts_at_the_assistant_turn(smol):
         p = format_prompt(r['instruction'], r['input'], tok)
         P, R = encode_prompts(tok, [p])[0], encode_responses(tok, [answer])[0]
         conv = chat_messages(r['instruction'], r['input']) + [dict(role='assistant', content=answer)]
-        full = list(tok.apply_chat_template(conv, tokenize=True)['input_ids'])
+        full = list(tok.apply_chat_template(conv, tokenize=True, return_dict=True)['input_ids'])
         assert R[-1] == tok.eos_token_id == tok.convert_tokens_to_ids('<|im_end|>')
         assert P + R == full[:len(P) + len(R)] and tok.decode(full[len(P) + len(R):]) == '\n'   # only the template's trailing newline
         text = tok.apply_chat_template(conv, tokenize=False)
