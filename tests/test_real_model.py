@@ -85,3 +85,15 @@ def test_logprobs_agree_under_the_chat_template(smol):
         torch.testing.assert_close(torch.tensor(res['token_logprobs']), torch.tensor(s['logprobs']), atol=1e-4, rtol=0)  # per token
         checked += 1
     assert checked >= 1
+
+
+def test_imported_folder_never_asks_the_hub(smol, monkeypatch):
+    """A local folder (as a string path) is never taken for a Hub id: loading its tokenizer asks the Hub nothing."""
+    import huggingface_hub
+    from alpacafarm_nb import models
+    def refuse(*a, **k): raise AssertionError(f"asked the Hub: {a}")
+    monkeypatch.setattr(models, '_check_hub_id', refuse)
+    monkeypatch.setattr(huggingface_hub, 'model_info', refuse)
+    folder = import_model('smollm2-135m-instruct')
+    assert models.looks_local(str(folder))
+    assert models.load_tokenizer(str(folder)).chat_template == smol[1].chat_template
