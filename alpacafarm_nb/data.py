@@ -14,8 +14,8 @@ from .core import DataError, read_records, validate_records, shared_data, alpaca
 
 # %% auto #0
 __all__ = ['PROMPT_WITH_INPUT', 'PROMPT_NO_INPUT', 'RESPONSE_MARKER', 'EVAL_SET_REFERENCES', 'ALPACA_FARM_HUB',
-           'ALPACA_FARM_SPLITS', 'format_prompt', 'format_example', 'split_prompt_response', 'reference_generator',
-           'load_eval_set', 'load_alpaca_farm']
+           'ALPACA_FARM_SPLITS', 'has_chat_template', 'chat_messages', 'format_prompt', 'format_example',
+           'response_marker', 'split_prompt_response', 'reference_generator', 'load_eval_set', 'load_alpaca_farm']
 
 # %% ../nbs/01_data.ipynb #4aeb0f28
 PROMPT_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -26,21 +26,41 @@ PROMPT_NO_INPUT = ("Below is an instruction that describes a task. "
                    "### Instruction:\n{instruction}\n\n### Response:\n")
 RESPONSE_MARKER = "### Response:\n"
 
-def format_prompt(instruction:str, input:str|None='') -> str:
-    "The Alpaca prompt for an instruction (and optional input); the response is appended directly after it."
+def has_chat_template(tokenizer) -> bool:
+    "Whether a policy with this tokenizer is prompted through its chat template (False for None and the pocket tokenizers)."
+    return tokenizer is not None and bool(getattr(tokenizer, 'chat_template', None))
+
+def chat_messages(instruction:str, input:str|None='') -> list[dict]:
+    "The user turn of an instruction for a chat model: AlpacaEval's form (instruction, then the input after a blank line)."
+    return [dict(role='user', content=alpaca_eval_instruction(instruction, input or ''))]
+
+def format_prompt(instruction:str, input:str|None='', tokenizer=None) -> str:
+    "The prompt a policy sees: its chat template with the assistant turn opened if its tokenizer has one, else the Alpaca prompt."
     if not isinstance(instruction, str): raise TypeError(f"instruction must be a string, got {type(instruction).__name__}")
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(chat_messages(instruction, input), tokenize=False, add_generation_prompt=True)
     if input: return PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
-def format_example(record:Mapping, output_key:str='output') -> tuple[str, str]:
+def format_example(record:Mapping, output_key:str='output', tokenizer=None) -> tuple[str, str]:
     "(prompt, response) of a record with instruction, input and an output."
-    return format_prompt(record['instruction'], record.get('input') or ''), record[output_key]
+    return format_prompt(record['instruction'], record.get('input') or '', tokenizer), record[output_key]
 
-def split_prompt_response(text:str) -> tuple[str, str]:
-    "Split a prompt+response text at the last response marker."
-    i = text.rfind(RESPONSE_MARKER)
+def response_marker(tokenizer=None) -> str:
+    "The text that opens the response: the Alpaca marker, or what the chat template adds to open the assistant's turn."
+    if not has_chat_template(tokenizer): return RESPONSE_MARKER
+    m = chat_messages('x')
+    with_turn = tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+    without = tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=False)
+    if not with_turn.startswith(without) or with_turn == without: raise ValueError("the chat template does not open an assistant turn after the prompt")
+    return with_turn[len(without):]
+
+def split_prompt_response(text:str, tokenizer=None) -> tuple[str, str]:
+    "Split a prompt+response text at the last response marker (the chat template's assistant turn when the tokenizer has one)."
+    marker = response_marker(tokenizer)
+    i = text.rfind(marker)
     if i < 0: raise ValueError("no response marker in text")
-    j = i + len(RESPONSE_MARKER)
+    j = i + len(marker)
     return text[:j], text[j:]
 
 # %% ../nbs/01_data.ipynb #51355f33
