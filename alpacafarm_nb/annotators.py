@@ -637,8 +637,9 @@ def _check_out(path) -> None:
         raise DataError(f"--out cannot be written: {folder} is not a writable folder", p)
 
 def annotate_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm annotate`: annotate pairs, or a model's outputs against reference outputs, with an annotator pool."
-    from alpacafarm_nb.judges import JudgeConfigError, JudgeUnreachable
+    """`alpacafarm annotate`: annotate pairs, or a model's outputs against reference outputs, with an annotator pool.
+    Bad input raises (a pool no judge of which can work: `JudgeConfigError`); `cli.run_subcommand` says it in one line, exit 2.
+    Exit 1 when the run ends with pairs no judge annotated (a re-run pays only for those)."""
     p = argparse.ArgumentParser(prog='alpacafarm annotate', description=
         "Annotate pairs (or a model's outputs against reference outputs) with an annotator pool; writes AlpacaEval-format "
         "annotations. Finished annotations are cached (SQLite), so re-running a killed or partly failed run pays only for the rest.")
@@ -666,15 +667,11 @@ def annotate_cli(argv:list[str]|None=None) -> int:
     a = p.parse_args(argv)
     if a.outputs and not a.reference: p.error('--outputs needs --reference')
     if a.pairs and (a.reference or a.reference_column): p.error('--reference/--reference-column go with --outputs, not --pairs')
-    try:
-        if a.out: _check_out(a.out)
-        pairs = read_records(a.pairs, 'pair') if a.pairs else join_reference(a.outputs, a.reference, a.reference_column, source=a.outputs)
-        pool = make_pool(a.annotator, base_url=a.base_url, model=a.model)
-        df = pool.annotate(pairs, seed=a.seed, p_label_flip=a.p_label_flip, concurrency=a.concurrency, cache=a.cache,
-                           budget=a.budget, progress=not a.no_progress, retry_unparsed=a.retry_unparsed, status_every=a.status_every)
-    except (DataError, FileNotFoundError, ValueError, JudgeConfigError, JudgeUnreachable) as e:   # JudgeConfigError: e.g. a pool
-        # whose python judge cannot be imported (a judge failing later, mid-run, only loses its own pairs)
-        print(f"alpacafarm annotate: error: {e}", file=sys.stderr); return 2
+    if a.out: _check_out(a.out)
+    pairs = read_records(a.pairs, 'pair') if a.pairs else join_reference(a.outputs, a.reference, a.reference_column, source=a.outputs)
+    pool = make_pool(a.annotator, base_url=a.base_url, model=a.model)
+    df = pool.annotate(pairs, seed=a.seed, p_label_flip=a.p_label_flip, concurrency=a.concurrency, cache=a.cache,
+                       budget=a.budget, progress=not a.no_progress, retry_unparsed=a.retry_unparsed, status_every=a.status_every)
     info = sys.stdout
     if a.out: write_records(df, a.out); print(f"wrote {len(df)} annotations to {a.out}", file=info)
     else:

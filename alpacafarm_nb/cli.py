@@ -58,9 +58,9 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/90_cli.ipynb #a047d17d
 def _bad_input_errors() -> tuple:
-    "Exception types that mean bad input; the judges' config error once the judges are loaded (only then can it be raised)."
+    "Exception types that mean bad input; the judges' errors once the judges are loaded (only then can they be raised)."
     judges = sys.modules.get('alpacafarm_nb.judges')
-    return (ValueError, OSError, sqlite3.Error) + ((judges.JudgeConfigError,) if judges is not None else ())
+    return (ValueError, OSError, sqlite3.Error) + ((judges.JudgeConfigError, judges.JudgeUnreachable) if judges is not None else ())
 
 def _option_value(argv:list[str], option:str) -> str|None:
     "The value of `option` in `argv` (`--opt VALUE` or `--opt=VALUE`), or None."

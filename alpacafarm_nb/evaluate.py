@@ -394,7 +394,7 @@ def paired_test(annotations, model_a:str, model_b:str, n_boot:int=2000, level:fl
 
 # %% ../nbs/20_evaluate.ipynb #e316ebb2
 def leaderboard_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm leaderboard FILE... [--out CSV] [--lc [--difficulty CSV]] [--n-instructions N]`"
+    "`alpacafarm leaderboard FILE... [--out CSV] [--lc [--difficulty CSV]] [--n-instructions N]`; bad input raises (`cli.run_subcommand` says it in one line)."
     p = argparse.ArgumentParser(prog='alpacafarm leaderboard',
         description='Win rates against a reference from AlpacaEval-format annotation files (JSON list or JSONL; keys '
                     'instruction, output_1, generator_1, output_2, generator_2, preference), one row per generator_2.')
@@ -408,14 +408,11 @@ def leaderboard_cli(argv:list[str]|None=None) -> int:
     args = p.parse_args(argv)
     # checked before reading anything: an option that would be ignored, or a count that cannot be right, is an error
     if args.difficulty is not None and not args.lc:
-        print("alpacafarm leaderboard: error: --difficulty is used only with --lc; add --lc or drop --difficulty", file=sys.stderr); return 2
+        raise ValueError("--difficulty is used only with --lc; add --lc or drop --difficulty")
     if args.n_instructions is not None and args.n_instructions <= 0:
-        print(f"alpacafarm leaderboard: error: --n-instructions must be a positive integer, got {args.n_instructions}", file=sys.stderr); return 2
+        raise ValueError(f"--n-instructions must be a positive integer, got {args.n_instructions}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        try:
-            lb = leaderboard(list(args.files), lc=args.lc, n_instructions=args.n_instructions, difficulty=args.difficulty)
-        except (DataError, FileNotFoundError, KeyError, ValueError) as e:
-            print(f"alpacafarm leaderboard: error: {e}", file=sys.stderr); return 2
+        lb = leaderboard(list(args.files), lc=args.lc, n_instructions=args.n_instructions, difficulty=args.difficulty)
     print_table_result(lb, caught, args.out, digits=2)
     return 0

@@ -238,11 +238,7 @@ def judge_metrics_cli(argv:list[str]|None=None) -> int:
     args = p.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        try:
-            df = read_judge_annotations(args.file, args.repeat_key)
-            res = judge_metrics(df, reference_annotator=args.reference_annotator, source=args.file,
-                                list_definition=args.list_definition)
-        except (DataError, FileNotFoundError, ValueError) as e:
-            print(f"alpacafarm judge-metrics: error: {e}", file=sys.stderr); return 2
+        df = read_judge_annotations(args.file, args.repeat_key)
+        res = judge_metrics(df, reference_annotator=args.reference_annotator, source=args.file, list_definition=args.list_definition)
     print_table_result(res, caught, args.out, digits=4)
     return 0

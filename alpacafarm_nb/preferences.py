@@ -182,7 +182,7 @@ def crowd_majority(pairs:Sequence[dict], n_humans:int=4, seed:int=0) -> list[flo
 
 # %% ../nbs/33_preferences.ipynb #522e231b
 def preferences_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm preferences`: sample pairs from a policy and label them with a feedback source."
+    "`alpacafarm preferences`: sample pairs from a policy and label them with a feedback source; bad input raises before any sampling."
     p = argparse.ArgumentParser(prog='alpacafarm preferences', description='Pairwise preference data: two samples of a policy per '
                                 'instruction, labelled by a feedback source (simulated = the pocket pool with 25%% label flips; '
                                 'human = the simulated crowd) or any annotator pool.')
@@ -201,13 +201,10 @@ def preferences_cli(argv:list[str]|None=None) -> int:
     import torch
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:
-        cfg = config_from_args(PreferenceConfig, a, n_pairs=a.n_pairs)
-        if cfg.n_pairs is not None and cfg.n_pairs < 1: raise ConfigError(f"--n-pairs must be >= 1, got {cfg.n_pairs}")
-        rows = load_instructions(a.instructions, a.world_seed)
-        out = make_preferences(a.policy, rows, a.annotator, a.out, p_label_flip=a.p_label_flip, seed=a.seed, cache_path=a.cache,
-                               samples_path=a.samples, config=cfg)
-    except (DataError, ConfigError, OSError, ValueError) as e:
-        print(f"alpacafarm preferences: error: {e}", file=sys.stderr); return 2
+    cfg = config_from_args(PreferenceConfig, a, n_pairs=a.n_pairs)
+    if cfg.n_pairs is not None and cfg.n_pairs < 1: raise ConfigError(f"--n-pairs must be >= 1, got {cfg.n_pairs}")
+    rows = load_instructions(a.instructions, a.world_seed)
+    out = make_preferences(a.policy, rows, a.annotator, a.out, p_label_flip=a.p_label_flip, seed=a.seed, cache_path=a.cache,
+                           samples_path=a.samples, config=cfg)
     print(f"wrote {len(out)} pairs to {a.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0

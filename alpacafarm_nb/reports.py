@@ -274,7 +274,8 @@ def write_report(out:str|Path) -> Path:
 
 # %% ../nbs/70_reports.ipynb #07578577
 def report_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm report NAME --run DIR [-p KEY VALUE]... [--out DIR]` / `alpacafarm report --list`"
+    """`alpacafarm report NAME --run DIR [-p KEY VALUE]... [--out DIR]` / `alpacafarm report --list`.
+    Bad input raises (`cli.run_subcommand` says it in one line, exit 2); a report whose notebook fails is exit 1, naming the cell."""
     p = argparse.ArgumentParser(prog='alpacafarm report', description=
         'Run a reproduction notebook of reports/ (papermill) against a farm run and write a self-contained HTML page '
         '(plotly.js inline; opens offline) and the executed notebook into the output folder.')
@@ -286,23 +287,20 @@ def report_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--reports-dir', metavar='DIR', help='folder of the report notebooks (default: reports/ of the repository)')
     p.add_argument('--include-code', action='store_true', help='show the code cells in the page')
     a = p.parse_args(argv)
-    try: reports = list_reports(a.reports_dir)
-    except DataError as e: print(f"alpacafarm report: error: {e}", file=sys.stderr); return 2
+    reports = list_reports(a.reports_dir)
     if a.list:
         for n, path in reports.items():
             ps = ', '.join(f"{k}={v['default']}" for k, v in report_parameters(path).items())
             print(f"{n}: {ps}")
         return 0
-    if a.name is None: print("alpacafarm report: error: give a report NAME or --list", file=sys.stderr); return 2
+    if a.name is None: raise ValueError("give a report NAME or --list")
     params = {}
     for k, v in a.param:
-        if k in ('run', 'out_dir'):
-            print(f"alpacafarm report: error: give {k} with --{'run' if k == 'run' else 'out'}, not -p", file=sys.stderr); return 2
+        if k in ('run', 'out_dir'): raise ValueError(f"give {k} with --{'run' if k == 'run' else 'out'}, not -p")
         params[k] = v
     import papermill as pm
     try: page = run_report(a.name, a.run, params, a.out, a.reports_dir, include_code=a.include_code)
-    except (DataError, ValueError) as e: print(f"alpacafarm report: error: {e}", file=sys.stderr); return 2
-    except pm.PapermillExecutionError as e:
+    except pm.PapermillExecutionError as e:   # not bad input: the report ran and failed; say where to look
         out = Path(a.out) if a.out else get_settings().reports_dir
         print(f"alpacafarm report: {a.name} failed in cell [{e.exec_count}]: {e.ename}: {' '.join(str(e.evalue).split())} "
               f"(see {out/(a.name + '.ipynb')})", file=sys.stderr); return 1

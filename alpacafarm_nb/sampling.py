@@ -338,7 +338,7 @@ def generate_outputs(policy, instructions:Sequence[dict], generator:str|None=Non
 
 # %% ../nbs/31_sampling.ipynb #2d2a9e09
 def generate_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm generate`: sample outputs of a policy for a file of instructions."
+    "`alpacafarm generate`: sample outputs of a policy for a file of instructions; bad flags, files or model folders raise before any sampling."
     p = argparse.ArgumentParser(prog='alpacafarm generate', description='Sample outputs of a causal LM policy for a file of instructions '
                                 '(written in AlpacaFarm form: instruction, input, output, generator[, sample_id]).')
     p.add_argument('--model', required=True, help='model folder or Hugging Face hub id')
@@ -357,16 +357,13 @@ def generate_cli(argv:list[str]|None=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:  # bad input (flags, file, model folder) is one line on stderr and exit code 2, not a traceback
-        check_writable_output(a.out)
-        check_sampling_args(n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size)
-        if a.limit is not None and a.limit < 1: raise ValueError(f"--limit must be >= 1, got {a.limit}")
-        rows = read_records(a.instructions, kind='instruction')
-        if a.limit: rows = rows[:a.limit]
-        out = generate_outputs(a.model, rows, generator=a.generator, n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                               top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size, seed=a.seed, device=a.device, progress=True)
-        write_records(out, a.out)
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm generate: error: {e}", file=sys.stderr); return 2
+    check_writable_output(a.out)
+    check_sampling_args(n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size)
+    if a.limit is not None and a.limit < 1: raise ValueError(f"--limit must be >= 1, got {a.limit}")
+    rows = read_records(a.instructions, kind='instruction')
+    if a.limit: rows = rows[:a.limit]
+    out = generate_outputs(a.model, rows, generator=a.generator, n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                           top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size, seed=a.seed, device=a.device, progress=True)
+    write_records(out, a.out)
     print(f"wrote {len(out)} outputs of {out[0]['generator'] if out else a.model} to {a.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0

@@ -161,7 +161,7 @@ def make_pocket_server(host:str='127.0.0.1', port:int=0, **kwargs) -> ChatSimula
     return ChatSimulationServer(pocket_decide, host=host, port=port, models=POCKET_MODEL_IDS, record=False, **kwargs)
 
 def serve_judges_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm serve-judges [--host 127.0.0.1] [--port 8008]`: serve until interrupted."
+    "`alpacafarm serve-judges [--host 127.0.0.1] [--port 8008]`: serve until interrupted; an address it cannot listen on raises `OSError`."
     p = argparse.ArgumentParser(prog='alpacafarm serve-judges', description=
         'Serve the pocket judges and the simulated humans as an OpenAI-compatible chat-completions API '
         '(POST /v1/chat/completions, GET /v1/models; one model id per judge or human). Use it with '
@@ -170,13 +170,12 @@ def serve_judges_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--port', type=int, default=8008, help='port (default 8008; 0 picks a free one, printed at start)')
     p.add_argument('--latency', type=float, default=0.0, help='seconds added to each request (to mimic a remote API)')
     a = p.parse_args(argv)
-    def fail(msg): print(f"alpacafarm serve-judges: error: {msg}", file=sys.stderr); return 2
-    if not 0 <= a.port <= 65535: return fail(f"--port must be in 0..65535 (0 picks a free port), got {a.port}")
-    if a.latency < 0: return fail(f"--latency must be >= 0 seconds, got {a.latency}")
+    if not 0 <= a.port <= 65535: raise ValueError(f"--port must be in 0..65535 (0 picks a free port), got {a.port}")
+    if a.latency < 0: raise ValueError(f"--latency must be >= 0 seconds, got {a.latency}")
     try: srv = make_pocket_server(a.host, a.port, latency=a.latency)
-    except OSError as e:  # a busy port, a host name that does not resolve, an address not on this machine, a privileged port
+    except OSError as e:  # a busy port, a host name that does not resolve, an address not on this machine, a privileged port:
         hint = '; another server is listening there: choose another --port, or 0 for a free one' if e.errno == errno.EADDRINUSE else ''
-        return fail(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}{hint}")
+        raise OSError(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}{hint}") from None   # say which address
     stop = threading.Event()
     def _stop(*_): stop.set()
     for s in (signal.SIGINT, signal.SIGTERM):

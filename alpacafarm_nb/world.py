@@ -937,7 +937,7 @@ def write_world(world:World, out:str|Path) -> dict:
     return paths
 
 def world_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm world --out DIR [--seed 0] [--scale full|small|tiny|FRACTION]`"
+    "`alpacafarm world --out DIR [--seed 0] [--scale full|small|tiny|FRACTION]`; a bad `--scale` or `--out` raises before any work."
     p = argparse.ArgumentParser(prog='alpacafarm world', description='Write the pocket world splits (AlpacaFarm format) and the pretraining corpus as JSON files.')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--seed', type=int, default=0)
@@ -945,12 +945,11 @@ def world_cli(argv:list[str]|None=None) -> int:
     a = p.parse_args(argv)
     from alpacafarm_nb.core import check_output_dir
     try: sizes = scaled_sizes(a.scale)
-    except ValueError as e: print(f"alpacafarm world: error: --scale: {e}", file=sys.stderr); return 2
+    except ValueError as e: raise ValueError(f"--scale: {e}") from None   # name the flag
     try: check_output_dir(a.out)  # before the work
-    except ValueError as e: print(f"alpacafarm world: error: --out: {e}", file=sys.stderr); return 2
+    except ValueError as e: raise ValueError(f"--out: {e}") from None
     t = time.time(); w = make_world(a.seed, sizes)
-    try: paths = write_world(w, a.out)
-    except OSError as e: print(f"alpacafarm world: error: cannot write to {a.out}: {e.strerror or e}", file=sys.stderr); return 2
+    paths = write_world(w, a.out)   # an OSError names the file it could not write
     print(f"{w!r} written to {a.out} in {time.time() - t:.1f}s")
     for k, v in paths.items(): print(f"  {k}: {v}")
     return 0

@@ -38,8 +38,10 @@ def write(path, rows):
 
 
 def run_cli(sft_dir, data, out, *extra):
-    return train_dpo_cli(['--model', str(sft_dir), '--data', str(data), '--out', str(out), '--threads', '1',
-                          '--set', 'progress=false', '--set', 'report_to=none', *extra])
+    "`alpacafarm train dpo ...`: `train_dpo_cli` through the one error handler of the `alpacafarm` command."
+    from alpacafarm_nb.cli import run_subcommand
+    return run_subcommand('train dpo', train_dpo_cli, ['--model', str(sft_dir), '--data', str(data), '--out', str(out), '--threads', '1',
+                                                       '--set', 'progress=false', '--set', 'report_to=none', *extra])
 
 
 @pytest.mark.parametrize('rows,expect', [

@@ -18,11 +18,13 @@ CLI = {  # the functions behind `alpacafarm preferences | train reward | reward 
     'reward': ('alpacafarm_nb.methods.reward_model', 'reward_cli'),
     'best-of-n': ('alpacafarm_nb.methods.best_of_n', 'best_of_n_cli'),
 }
+SUBCOMMAND = {'train-reward': 'train reward'}   # the name `alpacafarm` gives it in its messages
 
 
 def run_cli(name, *args, env=None):
     mod, fn = CLI[name]
-    code = f"import sys; from {mod} import {fn}; sys.exit({fn}(sys.argv[1:]))"
+    sub = SUBCOMMAND.get(name, name)    # through the one error handler of the `alpacafarm` command, as a user runs it
+    code = f"import sys; from alpacafarm_nb.cli import run_subcommand; from {mod} import {fn}; sys.exit(run_subcommand({sub!r}, {fn}, sys.argv[1:]))"
     e = dict(os.environ if env is None else env)
     e['PYTHONPATH'] = str(ROOT) + os.pathsep + e.get('PYTHONPATH', '')
     e.setdefault('OMP_NUM_THREADS', '1'); e.setdefault('HF_HUB_OFFLINE', '1')

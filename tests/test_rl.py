@@ -92,8 +92,10 @@ def test_ppo_two_processes(folders, tmp_path):
 
 
 def _cli(capsys, fn, argv):
+    "`fn` through the one error handler of `alpacafarm train KIND` (the kind read from the function's name)."
+    from alpacafarm_nb.cli import run_subcommand
     capsys.readouterr()                          # drop what the test's own setup printed
-    rc = fn(argv)
+    rc = run_subcommand(f"train {fn.__name__.removeprefix('train_').removesuffix('_cli')}", fn, argv)
     err = capsys.readouterr().err.strip().splitlines()
     return rc, err
 

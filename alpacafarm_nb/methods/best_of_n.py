@@ -139,7 +139,7 @@ def best_of_n(policy, rm, instructions:Sequence[dict], n:int|None=None, config:B
 
 # %% ../../nbs/42_best_of_n.ipynb #1625d906
 def best_of_n_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm best-of-n`: sample n outputs per instruction and keep the reward model's favourite."
+    "`alpacafarm best-of-n`: sample n outputs per instruction and keep the reward model's favourite; bad input raises before any sampling."
     p = argparse.ArgumentParser(prog='alpacafarm best-of-n', description='Best-of-n: sample N outputs of a policy per instruction, '
                                 'score them all with a reward model, keep the highest-scoring one.')
     p.add_argument('--policy', required=True, help='policy folder (e.g. SFT10k)')
@@ -157,20 +157,17 @@ def best_of_n_cli(argv:list[str]|None=None) -> int:
     import torch
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:
-        from alpacafarm_nb.preferences import load_instructions
-        from alpacafarm_nb.methods.reward_model import load_reward_model
-        cfg = config_from_args(BestOfNConfig, a, n=a.n)
-        if cfg.n < 1: raise ConfigError(f"--n must be >= 1, got {cfg.n}")
-        rows = load_instructions(a.instructions, a.world_seed)
-        if a.limit: rows = rows[:a.limit]
-        rm = load_reward_model(a.reward_model)
-        out = Path(a.out)
-        chosen, scored = best_of_n(a.policy, rm, rows, cfg.n, cfg, a.seed, a.candidates or out.with_suffix('.candidates.jsonl'))
-        write_records(scored, a.scored or out.with_suffix('.scored.jsonl'))
-        write_records(chosen, out)
-    except (DataError, ConfigError, OSError, ValueError) as e:
-        print(f"alpacafarm best-of-n: error: {e}", file=sys.stderr); return 2
+    from alpacafarm_nb.preferences import load_instructions
+    from alpacafarm_nb.methods.reward_model import load_reward_model
+    cfg = config_from_args(BestOfNConfig, a, n=a.n)
+    if cfg.n < 1: raise ConfigError(f"--n must be >= 1, got {cfg.n}")
+    rows = load_instructions(a.instructions, a.world_seed)
+    if a.limit: rows = rows[:a.limit]
+    rm = load_reward_model(a.reward_model)
+    out = Path(a.out)
+    chosen, scored = best_of_n(a.policy, rm, rows, cfg.n, cfg, a.seed, a.candidates or out.with_suffix('.candidates.jsonl'))
+    write_records(scored, a.scored or out.with_suffix('.scored.jsonl'))
+    write_records(chosen, out)
     print(json.dumps(best_of_n_curve(scored)))
     print(f"wrote {len(chosen)} best-of-{cfg.n} outputs to {a.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""AlpacaFarm's two simplest ways to learn from preference pairs, both plain supervised fine-tuning from SFT10k. Binary FeedME fine-tunes on the preferred output of each pair. Binary reward conditioning fine-tunes on both outputs, each after a control token that says whether it was preferred, and samples after the positive token. The control tokens are added to the tokenizer with `add_control_tokens`, which Quark's reward tokens reuse.
+"""AlpacaFarm's two simplest ways to learn from preference pairs, both plain supervised fine-tuning from SFT10k. Binary FeedME fine-tunes on the preferred output of each pair. Binary reward conditioning fine-tunes on both outputs, each after a control token that says whether it was preferred, and samples after the positive token. The control tokens are added to the tokenizer with `control_tokens.add_control_tokens` (`34_control_tokens`), as Quark's quantile tokens are.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/binary_methods.html.md"""
 
@@ -16,48 +16,19 @@ import torch
 from ..core import DataError, atomic_write_text, stable_rng
 from ..config import ConfigError, config_from_args
 from ..data import format_prompt
+from ..control_tokens import CONTROL_TOKENS_FILE, check_control_tokens, add_control_tokens
 from ..sampling import IGNORE_INDEX, encode_prompts, encode_responses, generate
 from ..trainer import split_held_out
 from .sft import SFTConfig, sft
 from .dpo import preference_pairs, preference_train_parser, run_train_kind
 
 # %% auto #0
-__all__ = ['POSITIVE_TOKEN', 'NEGATIVE_TOKEN', 'CONTROL_TOKENS_FILE', 'check_control_tokens', 'add_control_tokens',
-           'strip_control_tokens', 'FeedMEConfig', 'feedme_rows', 'feedme', 'RewardConditioningConfig',
-           'conditioned_rows', 'tokenize_conditioned', 'reward_conditioning', 'control_tokens_of',
-           'generate_conditioned', 'train_feedme_cli', 'train_reward_conditioning_cli']
+__all__ = ['POSITIVE_TOKEN', 'NEGATIVE_TOKEN', 'strip_control_tokens', 'FeedMEConfig', 'feedme_rows', 'feedme',
+           'RewardConditioningConfig', 'conditioned_rows', 'tokenize_conditioned', 'reward_conditioning',
+           'control_tokens_of', 'generate_conditioned', 'train_feedme_cli', 'train_reward_conditioning_cli']
 
 # %% ../../nbs/49_binary_methods.ipynb #ec70a1a9
 POSITIVE_TOKEN, NEGATIVE_TOKEN = '<|good|>', '<|bad|>'
-CONTROL_TOKENS_FILE = 'control_tokens.json'
-
-def check_control_tokens(tokenizer, tokens:Sequence[str]) -> list[str]:
-    "The `tokens` not yet in `tokenizer`; `ConfigError` if one already means something else (a word, BOS, EOS, pad ...)."
-    tokens = list(tokens)
-    if len(set(tokens)) != len(tokens): raise ConfigError(f"control tokens must differ, got {tokens}")
-    added = {t for t, a in tokenizer.added_tokens_decoder.items() for t in [a.content] if a.special}
-    roles = set(tokenizer.all_special_tokens)        # bos, eos, pad, unk ...: tokens with a role of their own
-    vocab = tokenizer.get_vocab()
-    for t in tokens:
-        if not isinstance(t, str) or not t.strip(): raise ConfigError(f"a control token must be non-empty text, got {t!r}")
-        if t in roles or (t in vocab and t not in added):
-            raise ConfigError(f"control token {t!r} already exists in the vocabulary with another meaning (id {vocab.get(t)}); choose another")
-    return [t for t in tokens if t not in vocab]
-
-def add_control_tokens(model, tokenizer, tokens:Sequence[str]) -> list[int]:
-    "Add `tokens` as special tokens (reusing ones already added as control tokens); resize `model`'s embeddings; return their ids."
-    new = check_control_tokens(tokenizer, tokens)
-    if new:
-        tokenizer.add_tokens(new, special_tokens=True)
-        emb = model.get_input_embeddings().weight
-        n_old = emb.shape[0]
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        with torch.no_grad():
-            emb = model.get_input_embeddings().weight
-            emb[n_old:] = emb[:n_old].mean(0)
-            out = model.get_output_embeddings()
-            if out is not None and out.weight.data_ptr() != emb.data_ptr(): out.weight[n_old:] = out.weight[:n_old].mean(0)
-    return tokenizer.convert_tokens_to_ids(list(tokens))
 
 def strip_control_tokens(text:str, tokens:Sequence[str]=(POSITIVE_TOKEN, NEGATIVE_TOKEN)) -> str:
     "`text` without any of the control `tokens` (outputs are evaluated without them)."

@@ -268,16 +268,13 @@ def preference_train_parser(kind:str, config_cls, description:str) -> argparse.A
     return p
 
 def run_train_kind(kind:str, parser, main, argv) -> int:
-    "Parse, run `main(args)`, and turn bad input into one line on stderr and exit code 2."
+    "Parse, run `main(args)` and print its summary as one JSON line; bad input raises (`alpacafarm train KIND` says it in one line)."
     a = parser.parse_args(argv)
-    try:
-        torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
-        t0 = time.perf_counter()
-        s = main(a)
-        print(json.dumps({k: v for k, v in s.items() if k != 'out_dir'} | dict(out_dir=str(a.out), wall_s=round(time.perf_counter() - t0, 1)), default=str))
-        return 0
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm train {kind}: error: {' '.join(str(e).split())}", file=sys.stderr); return 2
+    torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    s = main(a)
+    print(json.dumps({k: v for k, v in s.items() if k != 'out_dir'} | dict(out_dir=str(a.out), wall_s=round(time.perf_counter() - t0, 1)), default=str))
+    return 0
 
 def train_dpo_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm train dpo ...` (see above)."

@@ -20,7 +20,7 @@ from ..sampling import collate_prompt_response
 from ..trainer import stream_indices, _mixed_precision, TrainingRun
 from .rollouts import (RLConfig, rollout, batched_logprobs, StepStats, rl_inputs, rl_fingerprint,
                                             frozen, reward_function, adam_with_warmup, optimizer_step, rl_cli, _token_stats)
-from .binary import add_control_tokens, check_control_tokens, CONTROL_TOKENS_FILE
+from ..control_tokens import add_control_tokens, check_control_tokens, CONTROL_TOKENS_FILE
 
 
 # %% auto #0

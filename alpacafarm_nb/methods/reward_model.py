@@ -231,7 +231,7 @@ def train_reward_model(backbone:str|Path, pairs:Sequence[dict], out_dir:str|Path
 
 # %% ../../nbs/41_reward_model.ipynb #a9ea3323
 def train_reward_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm train reward`: train a Bradley-Terry reward model on a preference file."
+    "`alpacafarm train reward`: train a Bradley-Terry reward model on a preference file; bad input raises before any training."
     argv = list(argv or [])
     if argv[:1] == ['reward']: argv = argv[1:]
     p = argparse.ArgumentParser(prog='alpacafarm train reward', description='Train a scalar (Bradley-Terry) reward model on the backbone '
@@ -247,19 +247,16 @@ def train_reward_cli(argv:list[str]|None=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:
-        from alpacafarm_nb.preferences import read_preferences
-        cfg = config_from_args(RewardModelConfig, a, max_steps=a.max_steps, seed=a.seed)
-        pairs = read_preferences(a.data)
-        if not Path(a.model).is_dir(): raise DataError("model folder not found", a.model)
-        s = train_reward_model(a.model, pairs, a.out, cfg, preset=a.preset, resume=a.resume)
-    except (DataError, ConfigError, OSError, ValueError) as e:
-        print(f"alpacafarm train reward: error: {e}", file=sys.stderr); return 2
+    from alpacafarm_nb.preferences import read_preferences
+    cfg = config_from_args(RewardModelConfig, a, max_steps=a.max_steps, seed=a.seed)
+    pairs = read_preferences(a.data)
+    if not Path(a.model).is_dir(): raise DataError("model folder not found", a.model)
+    s = train_reward_model(a.model, pairs, a.out, cfg, preset=a.preset, resume=a.resume)
     print(json.dumps({k: v for k, v in s.items() if k != 'out_dir'} | dict(out_dir=a.out, wall_s=round(time.perf_counter() - t0, 1)), default=str))
     return 0
 
 def reward_cli(argv:list[str]|None=None) -> int:
-    "`alpacafarm reward`: add the reward of a reward model to every record of an outputs file."
+    "`alpacafarm reward`: add the reward of a reward model to every record of an outputs file; bad input raises."
     p = argparse.ArgumentParser(prog='alpacafarm reward', description='Score an outputs file (instruction, input, output) with a reward '
                                 'model; writes the records with a `reward` field added.')
     p.add_argument('--model', required=True, help='reward model folder (from `alpacafarm train reward`)')
@@ -269,12 +266,9 @@ def reward_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--device', default=None, help='cpu, cuda ... (default: cuda when available)')
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
-    try:
-        rows = read_records(a.outputs, 'output')
-        rm = load_reward_model(a.model, device=a.device)
-        rewards = score_rewards(rm, rows, a.batch_size)
-        write_records([dict(r, reward=x) for r, x in zip(rows, rewards)], a.out)
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm reward: error: {e}", file=sys.stderr); return 2
+    rows = read_records(a.outputs, 'output')
+    rm = load_reward_model(a.model, device=a.device)
+    rewards = score_rewards(rm, rows, a.batch_size)
+    write_records([dict(r, reward=x) for r, x in zip(rows, rewards)], a.out)
     print(f"wrote {len(rows)} rewarded outputs to {a.out}", file=sys.stderr)
     return 0

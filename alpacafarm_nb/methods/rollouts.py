@@ -487,7 +487,7 @@ def run_rl(algorithm:RLAlgorithm, cfg:RLConfig, policy, reward_model, instructio
     return dict(s, prompts=len(texts), prompts_dropped=dropped)
 
 def rl_cli(kind:str, config_cls, make_algorithm:Callable|None, argv:list[str]|None=None, description:str='', run:Callable|None=None) -> int:
-    """`alpacafarm train KIND --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR ...`; bad input: one line, exit 2.
+    """`alpacafarm train KIND --model SFT_DIR --reward-model RM_DIR --data INSTRUCTIONS --out DIR ...`; bad input raises before any training.
     `run(cfg, args, world_sizes) -> summary` replaces `run_rl` for a method with its own loop (Quark)."""
     import argparse
     from alpacafarm_nb.config import add_config_args, config_from_args
@@ -504,19 +504,16 @@ def rl_cli(kind:str, config_cls, make_algorithm:Callable|None, argv:list[str]|No
     p.add_argument('--world-scale', default='full', help='pocket world size: full, small, tiny or a fraction')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: min(2, cores))')
     a = p.parse_args(argv)
-    try:
-        torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
-        cfg = config_from_args(config_cls, a, max_steps=a.max_steps, seed=a.seed)
-        sizes = None
-        if a.world_scale != 'full':
-            from alpacafarm_nb.world import scaled_sizes
-            sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
-        t0 = time.perf_counter()
-        if run is not None: s = run(cfg, a, sizes)
-        else: s = run_rl(make_algorithm(cfg), cfg, a.model, a.reward_model, a.data, a.out, preset=a.preset, resume=a.resume, run_name=kind,
-                         world_seed=a.world_seed, world_sizes=sizes)
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
+    torch.set_num_threads(a.threads or min(2, os.cpu_count() or 1))
+    cfg = config_from_args(config_cls, a, max_steps=a.max_steps, seed=a.seed)
+    sizes = None
+    if a.world_scale != 'full':
+        from alpacafarm_nb.world import scaled_sizes
+        sizes = scaled_sizes(a.world_scale if not a.world_scale.replace('.', '', 1).isdigit() else float(a.world_scale))
+    t0 = time.perf_counter()
+    if run is not None: s = run(cfg, a, sizes)
+    else: s = run_rl(make_algorithm(cfg), cfg, a.model, a.reward_model, a.data, a.out, preset=a.preset, resume=a.resume, run_name=kind,
+                     world_seed=a.world_seed, world_sizes=sizes)
     print(json.dumps(dict(step=s['step'], prompts=s['prompts'], prompts_dropped=s['prompts_dropped'], out_dir=str(a.out),
                           wall_s=round(time.perf_counter() - t0, 1), **{k: s['last'].get(k) for k in ('reward', 'kl', 'loss')})))
     return 0

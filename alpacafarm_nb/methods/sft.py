@@ -175,11 +175,8 @@ def _train_parser(kind:str, cls) -> argparse.ArgumentParser:
     return p
 
 def train_kind_cli(kind:str, cls, argv:list[str]|None=None) -> int:
-    "`alpacafarm train pretrain|sft ...`: bad input (config, data file, model folder) is one line on stderr and exit code 2."
-    a = _train_parser(kind, cls).parse_args(argv)
-    try: return _train_main(kind, cls, a)
-    except (DataError, OSError, ValueError) as e:
-        print(f"alpacafarm train {kind}: error: {e}", file=sys.stderr); return 2
+    "`alpacafarm train pretrain|sft ...`: bad input (config, data file, model folder) raises before any training."
+    return _train_main(kind, cls, _train_parser(kind, cls).parse_args(argv))
 
 def _train_main(kind:str, cls, a) -> int:
     import torch
