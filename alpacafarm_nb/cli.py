@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     'serve-judges':  ('alpacafarm_nb.serve', 'serve_judges_cli', 'serve the pocket judges and simulated humans as an OpenAI-compatible API'),
     'world':         ('alpacafarm_nb.world', 'world_cli', 'write the pocket world splits to files'),
     'train':         ('alpacafarm_nb.cli', 'train_cli', 'train a model: `alpacafarm train KIND ...` (the kinds of the method registry)'),
+    'import-model':  ('alpacafarm_nb.model_import', 'import_model_cli', 'a GGUF file (or smollm2-135m-instruct) -> a standard Hugging Face folder'),
     'generate':      ('alpacafarm_nb.sampling', 'generate_cli', 'sample outputs of a policy for a file of instructions'),
     'preferences':   ('alpacafarm_nb.preferences', 'preferences_cli', 'preference pairs: two samples of a policy per instruction, annotated'),
     'reward':        ('alpacafarm_nb.methods.reward_model', 'reward_cli', 'score an outputs file with a reward model (adds `reward`)'),

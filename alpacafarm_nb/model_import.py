@@ -11,7 +11,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['KNOWN_MODELS', 'SETUP_HINT', 'GGUF_MAGIC', 'ModelImportError', 'models_dir', 'gguf_path', 'supported_gguf',
-           'gguf_problem', 'inspect_gguf', 'convert_gguf', 'import_model']
+           'gguf_problem', 'inspect_gguf', 'convert_gguf', 'import_model', 'import_model_cli']
 
 # %% ../nbs/30a_import_model.ipynb #81bc16a4
 class ModelImportError(ValueError):
@@ -132,3 +132,15 @@ def import_model(source:str|Path, out:str|Path|None=None, cache_dir:str|Path|Non
             if not (out/'import.json').is_file(): raise                   # another process imported it meanwhile: use theirs
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+# %% ../nbs/30a_import_model.ipynb #75a23dbe
+def import_model_cli(argv:list[str]|None=None) -> int:
+    "`alpacafarm import-model`: a GGUF file or a known name -> a standard Hugging Face folder (printed)."
+    import argparse
+    p = argparse.ArgumentParser(prog='alpacafarm import-model', description=import_model.__doc__)
+    p.add_argument('source', help="a .gguf file, or a known name: " + ', '.join(KNOWN_MODELS))
+    p.add_argument('--out', default=None, help='the folder to write (default: a folder named after the file in the cache)')
+    p.add_argument('--cache-dir', default=None, help=f'the cache of imported models (default: $ALPACAFARM_MODELS_DIR or {models_dir()})')
+    a = p.parse_args(argv)
+    print(import_model(a.source, out=a.out, cache_dir=a.cache_dir))
+    return 0
