@@ -21,9 +21,10 @@ from .preferences import PreferenceConfig, sample_pairs, make_preferences, read_
 from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
 from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources, methods_table, overoptimization_table, ranking
+from .registry import method_of, comparison_columns
 from .registry import METHODS_COLUMNS, OVEROPT_COLUMNS   # the tables' columns, also read as farm.*
 from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, provenance_changes, world_of, eval_set, outputs_stage,
-                                  evaluation_stages, checkpoint_stage, combine_leaderboards)
+                                  evaluation_stages, checkpoint_stage, combine_leaderboards, expected_annotations)
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
@@ -298,11 +299,15 @@ def _prepare(out:Path, progress:bool) -> dict|None:
 
 def _write_tables(out:Path, runner:StageRunner, output_names:list, cfg:Mapping, seed:int) -> tuple:
     "leaderboard.csv, methods.csv, overoptimization.csv and ranking.json; returns (boards, methods, overopt, ranking)."
-    boards = {judge: leaderboard(pd.concat([pd.DataFrame(read_records(out/'annotations'/judge/f'{n}.json', 'annotation')) for n in output_names],
-                                           ignore_index=True)) for judge in judges_of(cfg)}
+    judges = judges_of(cfg)
+    anns = {j: {n: pd.DataFrame(read_records(out/'annotations'/j/f'{n}.json', 'annotation')) for n in output_names} for j in judges}
+    boards = {j: leaderboard(pd.concat(list(anns[j].values()), ignore_index=True)) for j in judges}
     board = combine_leaderboards(boards)
     board.to_csv(out/'leaderboard.csv')
-    methods = methods_table(board, cfg)
+    rows = [n for n in output_names if method_of(n, cfg) is not None]     # the methods' rows (not the curves' points)
+    expected = {j: {n: expected_annotations(out, n, j, pool) for n in rows} for j, pool in judges.items()}
+    expected = {j: e for j, e in expected.items() if all(v is not None for v in e.values())}   # none for real API judges
+    methods = methods_table(board, cfg, comparison_columns({j: {n: anns[j][n] for n in rows} for j in judges}, expected))
     methods.to_csv(out/'methods.csv', index=False)
     overopt = overoptimization_table(board, runner.summaries, cfg)
     overopt.to_csv(out/'overoptimization.csv', index=False)

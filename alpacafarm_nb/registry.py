@@ -13,6 +13,8 @@ import pandas as pd
 
 from .config import Config
 from .analysis import simulated_vs_human, ranking_correlation
+from .core import DataError
+from .expected import expected_win_rate_stats, paired_difference
 from .methods.sft import PretrainConfig, SFTConfig, pretrain, sft, train_pretrain_cli, train_sft_cli
 from .methods.reward_model import RewardModelConfig, train_reward_model, train_reward_cli
 from .methods.best_of_n import BestOfNConfig
@@ -25,9 +27,9 @@ from .methods.grpo import GRPOConfig, grpo, train_grpo_cli
 from .methods.quark import QuarkConfig, quark, train_quark_cli
 
 # %% auto #0
-__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'Method', 'register', 'unregister',
-           'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds', 'feedback_sources',
-           'method_of', 'methods_table', 'overoptimization_table', 'ranking']
+__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'REFERENCE_METHOD', 'Method', 'register',
+           'unregister', 'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds',
+           'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table', 'comparison_columns', 'ranking']
 
 # %% ../nbs/58_registry.ipynb #8b5eb2d7
 NEEDS = ('sft', 'pairs', 'reward_model', 'prompts')
@@ -131,7 +133,7 @@ def feedback_sources(cfg:Mapping, method:str|None=None) -> tuple[str, ...]:
 
 # %% ../nbs/58_registry.ipynb #5359d811
 METHODS_COLUMNS = ['method', 'feedback', 'win_rate_pool', 'standard_error_pool', 'win_rate_humans', 'standard_error_humans', 'avg_length']
-OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans']
+OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans', 'standard_error_pool', 'standard_error_humans']
 
 def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
     "(method, feedback) of an output set: `best_of_n_simulated` -> ('best_of_n', 'simulated'); `sft10k` -> ('sft10k', 'none'); None for curve points."
@@ -141,11 +143,13 @@ def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
             if output_name.startswith(f'{m}_{fb}_'): return None          # a point of a curve (best_of_n_simulated_n4, ppo_human_step10)
     return output_name, 'none'
 
-def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
-    "`methods.csv`: one row per (method, feedback) with both judges' win rates; methods without feedback have feedback `none`."
-    rows = [dict(method=mf[0], feedback=mf[1], **{c: r[c] for c in METHODS_COLUMNS[2:]})
-            for name, r in board.iterrows() if (mf := method_of(str(name), cfg)) is not None]
-    return pd.DataFrame(rows, columns=METHODS_COLUMNS)
+def methods_table(board:pd.DataFrame, cfg:Mapping, extra:pd.DataFrame|None=None) -> pd.DataFrame:
+    """`methods.csv`: one row per (method, feedback) with both judges' win rates; methods without feedback have feedback `none`.
+    `extra` (indexed by output set, e.g. `comparison_columns`) adds its columns after `METHODS_COLUMNS`, in its order."""
+    named = [(str(name), mf, r) for name, r in board.iterrows() if (mf := method_of(str(name), cfg)) is not None]
+    res = pd.DataFrame([dict(method=mf[0], feedback=mf[1], **{c: r[c] for c in METHODS_COLUMNS[2:]}) for _, mf, r in named], columns=METHODS_COLUMNS)
+    if extra is None or not len(extra.columns): return res
+    return pd.concat([res, extra.reindex([n for n, _, _ in named]).reset_index(drop=True)], axis=1)
 
 def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -> pd.DataFrame:
     """`overoptimization.csv`: one row per point. Best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs'
@@ -155,7 +159,7 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
     def add(method, fb, x_name, x, kl, proxy, name):
         if name not in board.index: return
         rows.append(dict(method=method, feedback=fb, x_name=x_name, x=x, kl=kl, proxy_reward=proxy,
-                         win_rate_pool=board.loc[name, 'win_rate_pool'], win_rate_humans=board.loc[name, 'win_rate_humans']))
+                         **{c: board.loc[name, c] for c in OVEROPT_COLUMNS[6:]}))
     for fb in feedback_sources(cfg):
         for p in (summaries.get(f'best_of_n_{fb}') or {}).get('curve', []):
             add('best_of_n', fb, 'n', p['n'], p['kl_bound'], p['proxy_reward'], f"best_of_n_{fb}_n{p['n']}")
@@ -165,6 +169,41 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
             if ck.get('checkpoints'): add(m, fb, 'step', 0, 0.0, (ck.get('start') or {}).get('proxy_reward'), 'sft10k')
             for p in ck.get('checkpoints', []): add(m, fb, 'step', p['step'], p['kl'], p['proxy_reward'], p['output'])
     return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
+
+# %% ../nbs/58_registry.ipynb #c086a92b
+REFERENCE_METHOD = 'sft10k'     # the paired differences are from this output set
+
+def _difference(a, b, column:str, level:float) -> tuple[float, float, float]:
+    try: r = paired_difference(a, b, column=column, level=level)
+    except DataError: return (float('nan'),) * 3                     # fewer than 2 shared instructions
+    return r['mean_diff'], r['ci_low'], r['ci_high']
+
+def comparison_columns(annotations:Mapping[str, Mapping[str, pd.DataFrame]], expected:Mapping[str, Mapping[str, pd.DataFrame]]|None=None,
+                       reference:str=REFERENCE_METHOD, level:float=0.95) -> pd.DataFrame:
+    """One row per output set of `annotations` ({judge: {output set: its annotations against the reference}}): for each judge in
+    `expected` (the same shape, with column `expected_preference`) `expected_win_rate_JUDGE` and `expected_standard_error_JUDGE`; for each
+    judge `diff_JUDGE`, `diff_JUDGE_low`, `diff_JUDGE_high` (set minus `reference`, points, paired t interval at `level`) on the sampled
+    preferences, and `expected_diff_JUDGE...` on the expected ones. Columns a judge cannot have are absent."""
+    expected, judges = expected or {}, list(annotations)
+    names = list(dict.fromkeys(n for j in judges for n in annotations[j]))
+    cols, rows = [], {n: {} for n in names}
+    def put(name, col, v):
+        if col not in cols: cols.append(col)
+        rows[name][col] = v
+    for j in judges:
+        for n, e in (expected.get(j) or {}).items():
+            s = expected_win_rate_stats(e['expected_preference'])
+            put(n, f'expected_win_rate_{j}', s['expected_win_rate']); put(n, f'expected_standard_error_{j}', s['expected_standard_error'])
+    for prefix, source, column in (('diff', annotations, 'preference'), ('expected_diff', expected, 'expected_preference')):
+        for j in judges:
+            sets = source.get(j) or {}
+            if reference not in sets: continue
+            for n in names:
+                if n not in sets: continue
+                for suffix, v in zip(('', '_low', '_high'), _difference(sets[n], sets[reference], column, level)): put(n, f'{prefix}_{j}{suffix}', v)
+    order = [c for j in judges for c in (f'expected_win_rate_{j}', f'expected_standard_error_{j}') if c in cols]
+    order += [c for p in ('diff', 'expected_diff') for j in judges for c in (f'{p}_{j}', f'{p}_{j}_low', f'{p}_{j}_high') if c in cols]
+    return pd.DataFrame.from_dict(rows, orient='index', columns=order) if names else pd.DataFrame(columns=order)
 
 # %% ../nbs/58_registry.ipynb #21d0d9bc
 def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
