@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime, json, os, time
 from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -22,6 +22,7 @@ from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
 from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources, methods_table, overoptimization_table, ranking
 from .registry import method_of, comparison_columns
+from .pocket_judges import annotation_cost
 from .registry import METHODS_COLUMNS, OVEROPT_COLUMNS   # the tables' columns, also read as farm.*
 from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, provenance_changes, world_of, eval_set, outputs_stage,
                                   evaluation_stages, checkpoint_stage, combine_leaderboards, expected_annotations)
@@ -33,7 +34,7 @@ __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR',
            'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
            'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
            'expert_iteration_stage', 'expert_iteration_stages', 'judges_of', 'farm_stages', 'plan_farm',
-           'expected_seconds', 'run_farm']
+           'expected_seconds', 'run_annotation_cost', 'run_farm']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -315,6 +316,23 @@ def _write_tables(out:Path, runner:StageRunner, output_names:list, cfg:Mapping, 
     atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
     return boards, methods, overopt, rank
 
+# %% ../nbs/60_farm.ipynb #021cd356
+def _cost(paths) -> dict:
+    rows = [r for p in paths if Path(p).is_file() for r in read_records(p) if r.get('annotation_source') != 'identical']
+    c = annotation_cost(rows)
+    return dict(price=round(c['price'], 4), time=round(c['time'], 1), n=c['n'], simulated=c['simulated'])
+
+def run_annotation_cost(out:str|Path, cfg:Mapping, output_names:Sequence[str]) -> dict:
+    "The run's annotations at their (simulated) price in $ and time in s: `preferences` per feedback source, `evaluation` per judge, `checkpoint_selection`, `total`."
+    out = Path(out)
+    res = dict(preferences={fb: _cost([out/'preferences'/f'{fb}.json']) for fb in feedback_sources(cfg) if (out/'preferences'/f'{fb}.json').is_file()},
+               evaluation={j: _cost([out/'annotations'/j/f'{n}.json' for n in output_names]) for j in judges_of(cfg)},
+               checkpoint_selection=_cost(sorted((out/'val'/'annotations').glob('*/*.json'))))
+    parts = [*res['preferences'].values(), *res['evaluation'].values(), res['checkpoint_selection']]
+    total = dict(price=round(sum(c['price'] for c in parts), 4), time=round(sum(c['time'] for c in parts), 1), n=sum(c['n'] for c in parts),
+                 simulated=any(c['simulated'] for c in parts))
+    return res | dict(total=total)
+
 # %% ../nbs/60_farm.ipynb #c4951bfe
 def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, progress:bool=True, **overrides) -> dict:
     "Run the farm into folder `out`; returns the results dict also written to `out/results.json`."
@@ -338,7 +356,7 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
                    reward_models={fb: runner.summaries[f'reward_{fb}'] for fb in fbs if f'reward_{fb}' in runner.summaries},
                    methods=methods.to_dict('records'), overoptimization=overopt.to_dict('records'),
                    selected_checkpoints={n[len('checkpoints_'):]: s['selected'] for n, s in runner.summaries.items() if n.startswith('checkpoints_') and 'selected' in s},
-                   ranking=rank, leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
+                   ranking=rank, annotation_cost=run_annotation_cost(out, cfg, output_names), leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
                    stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16], **runner.memory.get(n, {}))
                            for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()}, peak_memory_mb=round(peak_memory_mb(), 1),
