@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from .config import Config
@@ -27,9 +28,10 @@ from .methods.grpo import GRPOConfig, grpo, train_grpo_cli
 from .methods.quark import QuarkConfig, quark, train_quark_cli
 
 # %% auto #0
-__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'REFERENCE_METHOD', 'Method', 'register',
-           'unregister', 'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds',
-           'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table', 'comparison_columns', 'ranking']
+__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'REFERENCE_METHOD', 'SEED_COLUMNS', 'Method',
+           'register', 'unregister', 'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds',
+           'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table', 'comparison_columns', 'ranking',
+           'methods_over_seeds', 'ranking_over_seeds']
 
 # %% ../nbs/58_registry.ipynb #8b5eb2d7
 NEEDS = ('sft', 'pairs', 'reward_model', 'prompts')
@@ -218,3 +220,45 @@ def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
     except ValueError as e: return res | dict(note=f"no correlation: {e}")
     return res | corr | dict(note=f"simulated: trained on simulated feedback and judged by the pool; human: trained on human feedback "
                                   f"and judged by the crowd; {corr.get('n_boot', n_boot)} bootstrap resamples over methods")
+
+# %% ../nbs/58_registry.ipynb #9f0316ba
+SEED_COLUMNS = ['seed_se_pool', 'seed_se_humans', 'n_seeds']
+
+def methods_over_seeds(by_seed:pd.DataFrame) -> pd.DataFrame:
+    "`methods.csv` of a several-seed run from `methods_by_seed.csv` (see above): rows in first-seen order, columns as one seed's plus `SEED_COLUMNS`."
+    keys, cols = ['method', 'feedback'], [c for c in by_seed.columns if c != 'seed']
+    g = by_seed.groupby(keys, sort=False)
+    k = g['seed'].nunique()
+    res = g[[c for c in cols if c not in keys]].mean()
+    for c in cols:
+        if 'standard_error' in c: res[c] = np.sqrt(g[c].apply(lambda s: (s ** 2).mean()) / k)
+    for c in cols:
+        if c.endswith('_low') or c.endswith('_high'):
+            mid = c.rsplit('_', 1)[0]
+            half = np.sqrt(g[[mid, c]].apply(lambda t: ((t[c] - t[mid]) ** 2).mean()) / k)
+            res[c] = res[mid] + (half if c.endswith('_high') else -half)
+    for j in ('pool', 'humans'): res[f'seed_se_{j}'] = (g[f'win_rate_{j}'].std(ddof=1) / np.sqrt(k)).where(k > 1)
+    res['n_seeds'] = k
+    return res.reset_index()[cols + SEED_COLUMNS]
+
+# %% ../nbs/58_registry.ipynb #3911a542
+def ranking_over_seeds(scores:Mapping[str, Mapping[str, np.ndarray]], n_boot:int=2000, seed:int=0, ci:float=0.95) -> dict:
+    """Spearman, Kendall and Pearson correlations of the learned methods' simulated and human win rates with intervals that resample
+    seeds and instructions. `scores`: {'simulated': {method: wins}, 'human': {method: wins}}, wins an array (seeds, instructions) in [0, 1]
+    (NaN where missing), the instructions in the same order for every method and seed."""
+    from scipy import stats
+    methods = [m for m in scores.get('simulated', {}) if m in scores.get('human', {})]
+    if len(methods) < 3: return dict(n=len(methods), note=f"no correlation: {len(methods)} learned method(s); a ranking needs at least 3")
+    sim, hum = (np.stack([np.asarray(scores[k][m], dtype=float) for m in methods]) for k in ('simulated', 'human'))
+    _, k, n = sim.shape
+    fns = dict(spearman=lambda x, y: stats.spearmanr(x, y)[0], kendall=lambda x, y: stats.kendalltau(x, y)[0], pearson=lambda x, y: stats.pearsonr(x, y)[0])
+    def corr(x, y): return {name: (float(f(x, y)) if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan) for name, f in fns.items()}
+    point, rng, boots = corr(np.nanmean(sim, axis=(1, 2)), np.nanmean(hum, axis=(1, 2))), np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        s, i = rng.integers(0, k, k), rng.integers(0, n, n)
+        boots.append(corr(np.nanmean(sim[:, s][:, :, i], axis=(1, 2)), np.nanmean(hum[:, s][:, :, i], axis=(1, 2))))
+    q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
+    res = {name: dict(value=point[name], **dict(zip(('ci_low', 'ci_high'), (float(v) for v in np.nanquantile([b[name] for b in boots], q)))))
+           for name in fns}
+    return res | dict(methods=methods, n=len(methods), n_seeds=k, n_instructions=n, n_boot=n_boot, ci=ci,
+                      note=f"{n_boot} bootstrap resamples of {k} seeds and {n} instructions (the same draws for every method)")
