@@ -28,10 +28,10 @@ from .methods.grpo import GRPOConfig, grpo, train_grpo_cli
 from .methods.quark import QuarkConfig, quark, train_quark_cli
 
 # %% auto #0
-__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'REFERENCE_METHOD', 'SEED_COLUMNS', 'Method',
-           'register', 'unregister', 'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds',
-           'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table', 'comparison_columns', 'ranking',
-           'methods_over_seeds', 'ranking_over_seeds']
+__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'OVEROPT_SE_COLUMNS', 'REFERENCE_METHOD',
+           'SEED_COLUMNS', 'Method', 'register', 'unregister', 'farm_methods', 'default_methods', 'get_method',
+           'check_methods', 'train_kinds', 'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table',
+           'comparison_columns', 'ranking', 'methods_over_seeds', 'ranking_over_seeds']
 
 # %% ../nbs/58_registry.ipynb #8b5eb2d7
 NEEDS = ('sft', 'pairs', 'reward_model', 'prompts')
@@ -135,7 +135,8 @@ def feedback_sources(cfg:Mapping, method:str|None=None) -> tuple[str, ...]:
 
 # %% ../nbs/58_registry.ipynb #5359d811
 METHODS_COLUMNS = ['method', 'feedback', 'win_rate_pool', 'standard_error_pool', 'win_rate_humans', 'standard_error_humans', 'avg_length']
-OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans', 'standard_error_pool', 'standard_error_humans']
+OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans']
+OVEROPT_SE_COLUMNS = ['standard_error_pool', 'standard_error_humans']     # appended: each point's SE over instructions
 
 def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
     "(method, feedback) of an output set: `best_of_n_simulated` -> ('best_of_n', 'simulated'); `sft10k` -> ('sft10k', 'none'); None for curve points."
@@ -161,7 +162,7 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
     def add(method, fb, x_name, x, kl, proxy, name):
         if name not in board.index: return
         rows.append(dict(method=method, feedback=fb, x_name=x_name, x=x, kl=kl, proxy_reward=proxy,
-                         **{c: board.loc[name, c] for c in OVEROPT_COLUMNS[6:]}))
+                         **{c: board.loc[name, c] for c in OVEROPT_COLUMNS[6:] + OVEROPT_SE_COLUMNS}))
     for fb in feedback_sources(cfg):
         for p in (summaries.get(f'best_of_n_{fb}') or {}).get('curve', []):
             add('best_of_n', fb, 'n', p['n'], p['kl_bound'], p['proxy_reward'], f"best_of_n_{fb}_n{p['n']}")
@@ -170,7 +171,7 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
             ck = summaries.get(f'checkpoints_{m}_{fb}') or {}
             if ck.get('checkpoints'): add(m, fb, 'step', 0, 0.0, (ck.get('start') or {}).get('proxy_reward'), 'sft10k')
             for p in ck.get('checkpoints', []): add(m, fb, 'step', p['step'], p['kl'], p['proxy_reward'], p['output'])
-    return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
+    return pd.DataFrame(rows, columns=OVEROPT_COLUMNS + OVEROPT_SE_COLUMNS)
 
 # %% ../nbs/58_registry.ipynb #c086a92b
 REFERENCE_METHOD = 'sft10k'     # the paired differences are from this output set
