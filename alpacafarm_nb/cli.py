@@ -148,7 +148,7 @@ def farm_cli(argv:list[str]|None=None) -> int:
     check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
     from alpacafarm_nb.farm import run_farm, plan_farm
     if a.dry_run:
-        for name, what in plan_farm(out, a.preset, a.seed, a.force, **over).items(): print(f"{name}: {what}")
+        for name, what in plan_farm(out, a.preset, (a.seeds or [a.seed])[0], a.force, **over).items(): print(f"{name}: {what}")
         return 0
     res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress, seeds=a.seeds, **over)
     from alpacafarm_nb.reports import write_report
