@@ -486,6 +486,7 @@ def finish(self:_AnnotationRun) -> pd.DataFrame:
         n_cached=int((src == 'cache').sum()), n_new=self.n_new, n_label_flip=int((src == 'label_flip').sum()),
         n_identical=int((src == 'identical').sum()), n_unparsed=int((src == 'unparsed').sum()), n_calls=self.n_calls,
         n_failed_batches=self.n_failed, n_requeued=self.n_requeued, n_unasked=self.n_unasked, cost_new=self.spent,
+        cost_simulated=any(getattr(j, 'simulated_cost', None) is not None for j in self.judges),
         cost_cached=self.cost_cached, budget=self.budget, budget_stopped=bool(self.queue))
     return df
 
@@ -517,6 +518,7 @@ def format_summary(s:Mapping) -> str:
            f"{s['n_new']} new judge answers in {s['n_calls']} requests, {s['n_cached']} from the cache, "
            f"{s['n_label_flip']} label flips, {s['n_identical']} identical pairs; "
            f"cost ${s['cost_new']:.4f} new (cached answers had cost ${s['cost_cached']:.4f})")
+    if s.get('cost_simulated'): txt += " (simulated: what the real annotators the pocket ones stand for would have cost)"
     if s.get('budget') is not None: txt += f"; budget ${s['budget']:.4f}" + (" reached" if s.get('budget_stopped') else "")
     n_unparsed = s.get('n_unparsed', 0)
     if n_unparsed:

@@ -113,6 +113,13 @@ def train_cli(argv:list[str]|None=None) -> int:
     return run_subcommand(f'train {argv[0]}', kinds[argv[0]].cli, argv[1:])   # the one error handler, as every subcommand
 
 # %% ../nbs/90_cli.ipynb #88394184
+def _seed_list(text:str) -> list[int]:
+    "`--seeds 0,1,2` as [0, 1, 2]."
+    try: seeds = [int(x) for x in text.split(',') if x.strip()]
+    except ValueError: seeds = []
+    if not seeds or len(set(seeds)) != len(seeds): raise argparse.ArgumentTypeError(f"--seeds takes distinct comma-separated integers, got {text!r}")
+    return seeds
+
 def _farm_parser(default_preset:str, default_seed:int) -> argparse.ArgumentParser:
     from alpacafarm_nb.farm import PRESETS
     from alpacafarm_nb.registry import farm_methods, default_methods
@@ -122,6 +129,8 @@ def _farm_parser(default_preset:str, default_seed:int) -> argparse.ArgumentParse
     p.add_argument('--preset', default=default_preset, choices=sorted(PRESETS), help='farm preset (default from settings.ini: %(default)s)')
     p.add_argument('--out', default=None, help='output folder (default: RUNS_DIR/PRESET)')
     p.add_argument('--seed', type=int, default=default_seed, help='seed of training and sampling (default %(default)s)')
+    p.add_argument('--seeds', type=_seed_list, default=None, help='comma-separated seeds (e.g. 0,1,2): the farm once per seed into one folder, '
+                   'with means and standard errors over seeds in methods.csv (the first seed runs in --out itself; default: --seed alone)')
     p.add_argument('--force', action='store_true', help='redo every stage instead of resuming')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
@@ -140,9 +149,9 @@ def farm_cli(argv:list[str]|None=None) -> int:
     check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
     from alpacafarm_nb.farm import run_farm, plan_farm
     if a.dry_run:
-        for name, what in plan_farm(out, a.preset, a.seed, a.force, **over).items(): print(f"{name}: {what}")
+        for name, what in plan_farm(out, a.preset, (a.seeds or [a.seed])[0], a.force, **over).items(): print(f"{name}: {what}")
         return 0
-    res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress, **over)
+    res = run_farm(out, preset=a.preset, seed=a.seed, force=a.force, progress=not a.no_progress, seeds=a.seeds, **over)
     from alpacafarm_nb.reports import write_report
     write_report(out)
     print(pd.read_csv(out/'leaderboard.csv', index_col=0).round(2).to_string())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime, json, os, time
 from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -21,9 +22,11 @@ from .preferences import PreferenceConfig, sample_pairs, make_preferences, read_
 from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
 from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources, methods_table, overoptimization_table, ranking
+from .registry import method_of, comparison_columns, methods_over_seeds, ranking_over_seeds
+from .pocket_judges import annotation_cost
 from .registry import METHODS_COLUMNS, OVEROPT_COLUMNS   # the tables' columns, also read as farm.*
 from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, provenance_changes, world_of, eval_set, outputs_stage,
-                                  evaluation_stages, checkpoint_stage, combine_leaderboards)
+                                  evaluation_stages, checkpoint_stage, combine_leaderboards, expected_annotations)
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
@@ -32,7 +35,7 @@ __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR',
            'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
            'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
            'expert_iteration_stage', 'expert_iteration_stages', 'judges_of', 'farm_stages', 'plan_farm',
-           'expected_seconds', 'run_farm']
+           'expected_seconds', 'run_annotation_cost', 'run_farm', 'seed_folder']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -298,11 +301,15 @@ def _prepare(out:Path, progress:bool) -> dict|None:
 
 def _write_tables(out:Path, runner:StageRunner, output_names:list, cfg:Mapping, seed:int) -> tuple:
     "leaderboard.csv, methods.csv, overoptimization.csv and ranking.json; returns (boards, methods, overopt, ranking)."
-    boards = {judge: leaderboard(pd.concat([pd.DataFrame(read_records(out/'annotations'/judge/f'{n}.json', 'annotation')) for n in output_names],
-                                           ignore_index=True)) for judge in judges_of(cfg)}
+    judges = judges_of(cfg)
+    anns = {j: {n: pd.DataFrame(read_records(out/'annotations'/j/f'{n}.json', 'annotation')) for n in output_names} for j in judges}
+    boards = {j: leaderboard(pd.concat(list(anns[j].values()), ignore_index=True)) for j in judges}
     board = combine_leaderboards(boards)
     board.to_csv(out/'leaderboard.csv')
-    methods = methods_table(board, cfg)
+    rows = [n for n in output_names if method_of(n, cfg) is not None]     # the methods' rows (not the curves' points)
+    expected = {j: {n: expected_annotations(out, n, j, pool) for n in rows} for j, pool in judges.items()}
+    expected = {j: e for j, e in expected.items() if all(v is not None for v in e.values())}   # none for real API judges
+    methods = methods_table(board, cfg, comparison_columns({j: {n: anns[j][n] for n in rows} for j in judges}, expected))
     methods.to_csv(out/'methods.csv', index=False)
     overopt = overoptimization_table(board, runner.summaries, cfg)
     overopt.to_csv(out/'overoptimization.csv', index=False)
@@ -310,19 +317,46 @@ def _write_tables(out:Path, runner:StageRunner, output_names:list, cfg:Mapping, 
     atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
     return boards, methods, overopt, rank
 
+# %% ../nbs/60_farm.ipynb #021cd356
+def _cost(paths) -> dict:
+    rows = [r for p in paths if Path(p).is_file() for r in read_records(p) if r.get('annotation_source') != 'identical']
+    c = annotation_cost(rows)
+    return dict(price=round(c['price'], 4), time=round(c['time'], 1), n=c['n'], simulated=c['simulated'])
+
+def run_annotation_cost(out:str|Path, cfg:Mapping, output_names:Sequence[str]) -> dict:
+    "The run's annotations at their (simulated) price in $ and time in s: `preferences` per feedback source, `evaluation` per judge, `checkpoint_selection`, `total`."
+    out = Path(out)
+    res = dict(preferences={fb: _cost([out/'preferences'/f'{fb}.json']) for fb in feedback_sources(cfg) if (out/'preferences'/f'{fb}.json').is_file()},
+               evaluation={j: _cost([out/'annotations'/j/f'{n}.json' for n in output_names]) for j in judges_of(cfg)},
+               checkpoint_selection=_cost(sorted((out/'val'/'annotations').glob('*/*.json'))))
+    parts = [*res['preferences'].values(), *res['evaluation'].values(), res['checkpoint_selection']]
+    total = dict(price=round(sum(c['price'] for c in parts), 4), time=round(sum(c['time'] for c in parts), 1), n=sum(c['n'] for c in parts),
+                 simulated=any(c['simulated'] for c in parts))
+    return res | dict(total=total)
+
 # %% ../nbs/60_farm.ipynb #c4951bfe
-def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, progress:bool=True, **overrides) -> dict:
-    "Run the farm into folder `out`; returns the results dict also written to `out/results.json`."
-    cfg, out, t_start = get_preset(preset, **overrides), Path(out), time.time()
-    old, prov = _prepare(out, progress), provenance()
-    if (changed := provenance_changes(old, prov)) and not force: log(f"warning: {changed}")
+def _run_seed(out:Path, cfg:Mapping, seed:int, force:bool, progress:bool, memo:dict) -> tuple[StageRunner, list]:
+    "Run the stage table of one seed in `out`; (its runner, every output set it evaluated)."
     seed_everything(seed)
     stages, output_names = farm_stages(cfg, seed, progress)
     scale = _size_scale(cfg)
     runner = StageRunner(out, force=force, expected=lambda name: expected_seconds(name, scale))
+    runner.memo = memo                       # the world is built once, whatever the seed
     runner.run(stages)
     # the RL checkpoints' evaluation outputs (their number is known once the runs are done) join the leaderboard
     output_names += [p['output'] for n, s in runner.summaries.items() if n.startswith('checkpoints_') for p in s.get('checkpoints', [])]
+    return runner, output_names
+
+def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, progress:bool=True, seeds:Sequence[int]|None=None, **overrides) -> dict:
+    "Run the farm into folder `out` (with `seeds`: once per seed, see below); returns the results dict also written to `out/results.json`."
+    seeds = [int(seed)] if not seeds else [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds): raise ValueError(f"seeds repeat: {seeds}")
+    seed = seeds[0]
+    cfg, out, t_start = get_preset(preset, **overrides), Path(out), time.time()
+    old, prov = _prepare(out, progress), provenance()
+    if (changed := provenance_changes(old, prov)) and not force: log(f"warning: {changed}")
+    if len(seeds) > 1: return _run_seeds(out, preset, cfg, seeds, force, progress, prov, t_start)
+    runner, output_names = _run_seed(out, cfg, seed, force, progress, {})
     boards, methods, overopt, rank = _write_tables(out, runner, output_names, cfg, seed)
     timings = _stage_timings(runner) | dict(total=time.time() - t_start)
     fbs, judges = feedback_sources(cfg), judges_of(cfg)
@@ -333,7 +367,7 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
                    reward_models={fb: runner.summaries[f'reward_{fb}'] for fb in fbs if f'reward_{fb}' in runner.summaries},
                    methods=methods.to_dict('records'), overoptimization=overopt.to_dict('records'),
                    selected_checkpoints={n[len('checkpoints_'):]: s['selected'] for n, s in runner.summaries.items() if n.startswith('checkpoints_') and 'selected' in s},
-                   ranking=rank, leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
+                   ranking=rank, annotation_cost=run_annotation_cost(out, cfg, output_names), leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
                    stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16], **runner.memory.get(n, {}))
                            for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()}, peak_memory_mb=round(peak_memory_mb(), 1),
@@ -343,4 +377,61 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
                               outputs={n: f'outputs/{n}.json' for n in output_names}, annotations={j: {n: f'annotations/{j}/{n}.json' for n in output_names} for j in boards}))
     atomic_write_text(out/'results.json', json.dumps(results, indent=2, default=str))
     log(f"done in {timings['total']:.0f} s: {out/'leaderboard.csv'}, {out/'results.json'}")
+    return results
+
+# %% ../nbs/60_farm.ipynb #15129f24
+def seed_folder(out:str|Path, seed:int, first:int) -> Path:
+    "Where seed `seed` runs: `out` for the first seed, `out/seeds/seed_SEED` for the others."
+    return Path(out) if seed == first else Path(out)/'seeds'/f'seed_{seed}'
+
+def _wins(folder:Path, name:str, judge:str, keys:list) -> np.ndarray:
+    "Per-instruction wins (preference - 1) of output set `name` judged by `judge`, in the order of `keys` (NaN where missing)."
+    path = folder/'annotations'/judge/f'{name}.json'
+    if not path.is_file(): return np.full(len(keys), np.nan)
+    a = pd.DataFrame(read_records(path, 'annotation'))
+    s = pd.Series(pd.to_numeric(a['preference'], errors='coerce').to_numpy() - 1, index=list(zip(a['instruction'], a['input'].fillna(''))))
+    return s[~s.index.duplicated()].reindex(keys).to_numpy(dtype=float)
+
+def _seed_scores(runs:list, cfg:Mapping) -> dict:
+    "{'simulated': {method: wins (seeds, instructions)}, 'human': ...} of every learned method with both feedback sources (pool- and crowd-judged)."
+    keys = [(r['instruction'], r['input'] or '') for r in read_records(runs[0][1]/'outputs'/'reference.json', 'output')]
+    methods = [m for m in cfg['methods'] if all((f/'outputs'/f'{m}_{fb}.json').is_file() for _, f, *_ in runs for fb in ('simulated', 'human'))]
+    return {fb: {m: np.stack([_wins(f, f'{m}_{fb}', j, keys) for _, f, *_ in runs]) for m in methods} for fb, j in (('simulated', 'pool'), ('human', 'humans'))}
+
+def _run_seeds(out:Path, preset:str, cfg:Mapping, seeds:list, force:bool, progress:bool, prov:dict, t_start:float) -> dict:
+    memo, runs = {}, []
+    for k, s in enumerate(seeds):
+        folder = seed_folder(out, s, seeds[0])
+        log(f"seed {s} ({k + 1}/{len(seeds)}) in {folder}")
+        _prepare(folder, progress)
+        runner, names = _run_seed(folder, cfg, s, force, progress, memo)
+        runs.append((s, folder, runner, names, _write_tables(folder, runner, names, cfg, s)))
+    by_seed = pd.concat([t[1].assign(seed=s)[['seed', *t[1].columns]] for s, _, _, _, t in runs], ignore_index=True)
+    by_seed.to_csv(out/'methods_by_seed.csv', index=False)
+    methods = methods_over_seeds(by_seed)
+    methods.to_csv(out/'methods.csv', index=False)
+    overopt = pd.concat([t[2].assign(seed=s) for s, _, _, _, t in runs], ignore_index=True)
+    overopt.to_csv(out/'overoptimization.csv', index=False)
+    rank = ranking(methods, seed=seeds[0]) | dict(seeds_and_instructions=ranking_over_seeds(_seed_scores(runs, cfg), seed=seeds[0]))
+    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
+    _, _, runner, names, (boards, *_) = runs[0]
+    costs = {s: run_annotation_cost(f, cfg, n) for s, f, _, n, _ in runs}
+    total = dict(price=round(sum(c['total']['price'] for c in costs.values()), 4), time=round(sum(c['total']['time'] for c in costs.values()), 1),
+                 n=sum(c['total']['n'] for c in costs.values()), simulated=any(c['total']['simulated'] for c in costs.values()))
+    results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seeds[0], seeds=seeds,
+                   created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), provenance=prov, config=cfg, judges=judges_of(cfg),
+                   methods=methods.to_dict('records'), methods_by_seed=by_seed.to_dict('records'), overoptimization=overopt.to_dict('records'),
+                   ranking=rank, annotation_cost=dict(costs[seeds[0]], per_seed=costs, total=total),
+                   leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
+                   seed_runs={s: dict(folder=str(f.relative_to(out)) or '.', stages={n: dict(seconds=r.seconds[n], action=r.actions[n], identity=r.identities[n][:16])
+                                                                                  for n in r.seconds},
+                                      selected_checkpoints={n[len('checkpoints_'):]: x['selected'] for n, x in r.summaries.items() if n.startswith('checkpoints_') and 'selected' in x})
+                              for s, f, r, _, _ in runs},
+                   timings_s=dict(total=round(time.time() - t_start, 2), **{f'seed_{s}': round(sum(r.seconds.values()), 2) for s, _, r, _, _ in runs}),
+                   peak_memory_mb=round(peak_memory_mb(), 1),
+                   files=dict(leaderboard='leaderboard.csv', methods='methods.csv', methods_by_seed='methods_by_seed.csv', overoptimization='overoptimization.csv',
+                              ranking='ranking.json', report='report.html', reference='outputs/reference.json',
+                              outputs={n: f'outputs/{n}.json' for n in names}, seed_folders={s: str(f.relative_to(out)) or '.' for s, f, *_ in runs}))
+    atomic_write_text(out/'results.json', json.dumps(results, indent=2, default=str))
+    log(f"done in {results['timings_s']['total']:.0f} s ({len(seeds)} seeds): {out/'methods.csv'}, {out/'results.json'}")
     return results

@@ -18,9 +18,10 @@ from .core import check_preference, DataError
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REPLY_FORMATS', 'TEMPLATES', 'BACKENDS', 'BATCH_SIZES', 'POOLS_DIR', 'JUDGE_CLASSES', 'PromptTemplate',
-           'get_template', 'PoolConfigError', 'available_pools', 'load_pool_config', 'JudgeConfigError',
-           'JudgeUnreachable', 'Judge', 'PythonJudge', 'prefer_longer', 'judge_class', 'make_judge']
+__all__ = ['log', 'REPLY_FORMATS', 'TEMPLATES', 'BACKENDS', 'BATCH_SIZES', 'POOLS_DIR', 'POCKET_FUNCTIONS', 'JUDGE_CLASSES',
+           'PromptTemplate', 'get_template', 'PoolConfigError', 'available_pools', 'load_pool_config',
+           'JudgeConfigError', 'JudgeUnreachable', 'Judge', 'pocket_simulated_cost', 'PythonJudge', 'prefer_longer',
+           'judge_class', 'make_judge']
 
 # %% ../nbs/10_judges.ipynb #442b6b09
 _FIELDS = ('instruction', 'input', 'output_1', 'output_2')
@@ -410,14 +411,31 @@ def _import_function(spec:str, what:str='judge function') -> Callable:
     if not callable(obj): raise JudgeConfigError(f"{what} {spec!r} is not callable")
     return obj
 
+POCKET_FUNCTIONS = ('alpacafarm_nb.pocket_judges:', 'alpacafarm_nb.world:')   # the pocket judges and crowd
+
+def pocket_simulated_cost(function:str, params:Mapping) -> dict|None:
+    "The published price ($) and time (s) per example of the annotator a pocket judge or human stands for (`pocket_judges.simulated_cost`); None for other functions."
+    name = params.get('judge') or params.get('human')
+    if not (name and function.startswith(POCKET_FUNCTIONS)): return None
+    from alpacafarm_nb.pocket_judges import simulated_cost
+    return simulated_cost(name)
+
 class PythonJudge(Judge):
-    "A judge that calls `fn(example, seed, **params)`."
+    """A judge that calls `fn(example, seed, **params)`. A pocket judge or human reports its simulated price and time per example
+    (`simulated_cost`, what the real annotator it stands for costs); other functions cost nothing and report the time they took."""
     backend = 'python'
     def __init__(self, config):
         super().__init__(config)
         self.function = self.config['function']
         self.params = dict(self.config.get('params') or {})
         self.fn = _import_function(self.function)
+        self.simulated_cost = pocket_simulated_cost(self.function, self.params)
+
+    def judge_batch(self, examples:Sequence[Mapping], seed:int=0) -> list[dict]:
+        res = super().judge_batch(examples, seed)
+        if self.simulated_cost is not None:
+            for r in res: r.update(price_per_example=self.simulated_cost['price_per_example'], time_per_example=self.simulated_cost['time_per_example'])
+        return res
 
     def cache_identity(self): return dict(backend='python', function=self.function, params=self.params)
 

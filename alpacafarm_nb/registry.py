@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from .config import Config
 from .analysis import simulated_vs_human, ranking_correlation
+from .core import DataError
+from .expected import expected_win_rate_stats, paired_difference
 from .methods.sft import PretrainConfig, SFTConfig, pretrain, sft, train_pretrain_cli, train_sft_cli
 from .methods.reward_model import RewardModelConfig, train_reward_model, train_reward_cli
 from .methods.best_of_n import BestOfNConfig
@@ -25,9 +28,10 @@ from .methods.grpo import GRPOConfig, grpo, train_grpo_cli
 from .methods.quark import QuarkConfig, quark, train_quark_cli
 
 # %% auto #0
-__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'Method', 'register', 'unregister',
-           'farm_methods', 'default_methods', 'get_method', 'check_methods', 'train_kinds', 'feedback_sources',
-           'method_of', 'methods_table', 'overoptimization_table', 'ranking']
+__all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'OVEROPT_SE_COLUMNS', 'REFERENCE_METHOD',
+           'SEED_COLUMNS', 'Method', 'register', 'unregister', 'farm_methods', 'default_methods', 'get_method',
+           'check_methods', 'train_kinds', 'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table',
+           'comparison_columns', 'ranking', 'methods_over_seeds', 'ranking_over_seeds']
 
 # %% ../nbs/58_registry.ipynb #8b5eb2d7
 NEEDS = ('sft', 'pairs', 'reward_model', 'prompts')
@@ -132,6 +136,7 @@ def feedback_sources(cfg:Mapping, method:str|None=None) -> tuple[str, ...]:
 # %% ../nbs/58_registry.ipynb #5359d811
 METHODS_COLUMNS = ['method', 'feedback', 'win_rate_pool', 'standard_error_pool', 'win_rate_humans', 'standard_error_humans', 'avg_length']
 OVEROPT_COLUMNS = ['method', 'feedback', 'x_name', 'x', 'kl', 'proxy_reward', 'win_rate_pool', 'win_rate_humans']
+OVEROPT_SE_COLUMNS = ['standard_error_pool', 'standard_error_humans']     # appended: each point's SE over instructions
 
 def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
     "(method, feedback) of an output set: `best_of_n_simulated` -> ('best_of_n', 'simulated'); `sft10k` -> ('sft10k', 'none'); None for curve points."
@@ -141,11 +146,13 @@ def method_of(output_name:str, cfg:Mapping) -> tuple[str, str]|None:
             if output_name.startswith(f'{m}_{fb}_'): return None          # a point of a curve (best_of_n_simulated_n4, ppo_human_step10)
     return output_name, 'none'
 
-def methods_table(board:pd.DataFrame, cfg:Mapping) -> pd.DataFrame:
-    "`methods.csv`: one row per (method, feedback) with both judges' win rates; methods without feedback have feedback `none`."
-    rows = [dict(method=mf[0], feedback=mf[1], **{c: r[c] for c in METHODS_COLUMNS[2:]})
-            for name, r in board.iterrows() if (mf := method_of(str(name), cfg)) is not None]
-    return pd.DataFrame(rows, columns=METHODS_COLUMNS)
+def methods_table(board:pd.DataFrame, cfg:Mapping, extra:pd.DataFrame|None=None) -> pd.DataFrame:
+    """`methods.csv`: one row per (method, feedback) with both judges' win rates; methods without feedback have feedback `none`.
+    `extra` (indexed by output set, e.g. `comparison_columns`) adds its columns after `METHODS_COLUMNS`, in its order."""
+    named = [(str(name), mf, r) for name, r in board.iterrows() if (mf := method_of(str(name), cfg)) is not None]
+    res = pd.DataFrame([dict(method=mf[0], feedback=mf[1], **{c: r[c] for c in METHODS_COLUMNS[2:]}) for _, mf, r in named], columns=METHODS_COLUMNS)
+    if extra is None or not len(extra.columns): return res
+    return pd.concat([res, extra.reindex([n for n, _, _ in named]).reset_index(drop=True)], axis=1)
 
 def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -> pd.DataFrame:
     """`overoptimization.csv`: one row per point. Best-of-n: x_name `n`, kl = the bound log n - (n-1)/n, the chosen outputs'
@@ -155,7 +162,7 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
     def add(method, fb, x_name, x, kl, proxy, name):
         if name not in board.index: return
         rows.append(dict(method=method, feedback=fb, x_name=x_name, x=x, kl=kl, proxy_reward=proxy,
-                         win_rate_pool=board.loc[name, 'win_rate_pool'], win_rate_humans=board.loc[name, 'win_rate_humans']))
+                         **{c: board.loc[name, c] for c in OVEROPT_COLUMNS[6:] + OVEROPT_SE_COLUMNS}))
     for fb in feedback_sources(cfg):
         for p in (summaries.get(f'best_of_n_{fb}') or {}).get('curve', []):
             add('best_of_n', fb, 'n', p['n'], p['kl_bound'], p['proxy_reward'], f"best_of_n_{fb}_n{p['n']}")
@@ -164,7 +171,42 @@ def overoptimization_table(board:pd.DataFrame, summaries:Mapping, cfg:Mapping) -
             ck = summaries.get(f'checkpoints_{m}_{fb}') or {}
             if ck.get('checkpoints'): add(m, fb, 'step', 0, 0.0, (ck.get('start') or {}).get('proxy_reward'), 'sft10k')
             for p in ck.get('checkpoints', []): add(m, fb, 'step', p['step'], p['kl'], p['proxy_reward'], p['output'])
-    return pd.DataFrame(rows, columns=OVEROPT_COLUMNS)
+    return pd.DataFrame(rows, columns=OVEROPT_COLUMNS + OVEROPT_SE_COLUMNS)
+
+# %% ../nbs/58_registry.ipynb #c086a92b
+REFERENCE_METHOD = 'sft10k'     # the paired differences are from this output set
+
+def _difference(a, b, column:str, level:float) -> tuple[float, float, float]:
+    try: r = paired_difference(a, b, column=column, level=level)
+    except DataError: return (float('nan'),) * 3                     # fewer than 2 shared instructions
+    return r['mean_diff'], r['ci_low'], r['ci_high']
+
+def comparison_columns(annotations:Mapping[str, Mapping[str, pd.DataFrame]], expected:Mapping[str, Mapping[str, pd.DataFrame]]|None=None,
+                       reference:str=REFERENCE_METHOD, level:float=0.95) -> pd.DataFrame:
+    """One row per output set of `annotations` ({judge: {output set: its annotations against the reference}}): for each judge in
+    `expected` (the same shape, with column `expected_preference`) `expected_win_rate_JUDGE` and `expected_standard_error_JUDGE`; for each
+    judge `diff_JUDGE`, `diff_JUDGE_low`, `diff_JUDGE_high` (set minus `reference`, points, paired t interval at `level`) on the sampled
+    preferences, and `expected_diff_JUDGE...` on the expected ones. Columns a judge cannot have are absent."""
+    expected, judges = expected or {}, list(annotations)
+    names = list(dict.fromkeys(n for j in judges for n in annotations[j]))
+    cols, rows = [], {n: {} for n in names}
+    def put(name, col, v):
+        if col not in cols: cols.append(col)
+        rows[name][col] = v
+    for j in judges:
+        for n, e in (expected.get(j) or {}).items():
+            s = expected_win_rate_stats(e['expected_preference'])
+            put(n, f'expected_win_rate_{j}', s['expected_win_rate']); put(n, f'expected_standard_error_{j}', s['expected_standard_error'])
+    for prefix, source, column in (('diff', annotations, 'preference'), ('expected_diff', expected, 'expected_preference')):
+        for j in judges:
+            sets = source.get(j) or {}
+            if reference not in sets: continue
+            for n in names:
+                if n not in sets: continue
+                for suffix, v in zip(('', '_low', '_high'), _difference(sets[n], sets[reference], column, level)): put(n, f'{prefix}_{j}{suffix}', v)
+    order = [c for j in judges for c in (f'expected_win_rate_{j}', f'expected_standard_error_{j}') if c in cols]
+    order += [c for p in ('diff', 'expected_diff') for j in judges for c in (f'{p}_{j}', f'{p}_{j}_low', f'{p}_{j}_high') if c in cols]
+    return pd.DataFrame.from_dict(rows, orient='index', columns=order) if names else pd.DataFrame(columns=order)
 
 # %% ../nbs/58_registry.ipynb #21d0d9bc
 def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
@@ -179,3 +221,45 @@ def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
     except ValueError as e: return res | dict(note=f"no correlation: {e}")
     return res | corr | dict(note=f"simulated: trained on simulated feedback and judged by the pool; human: trained on human feedback "
                                   f"and judged by the crowd; {corr.get('n_boot', n_boot)} bootstrap resamples over methods")
+
+# %% ../nbs/58_registry.ipynb #9f0316ba
+SEED_COLUMNS = ['seed_se_pool', 'seed_se_humans', 'n_seeds']
+
+def methods_over_seeds(by_seed:pd.DataFrame) -> pd.DataFrame:
+    "`methods.csv` of a several-seed run from `methods_by_seed.csv` (see above): rows in first-seen order, columns as one seed's plus `SEED_COLUMNS`."
+    keys, cols = ['method', 'feedback'], [c for c in by_seed.columns if c != 'seed']
+    g = by_seed.groupby(keys, sort=False)
+    k = g['seed'].nunique()
+    res = g[[c for c in cols if c not in keys]].mean()
+    for c in cols:
+        if 'standard_error' in c: res[c] = np.sqrt(g[c].apply(lambda s: (s ** 2).mean()) / k)
+    for c in cols:
+        if c.endswith('_low') or c.endswith('_high'):
+            mid = c.rsplit('_', 1)[0]
+            half = np.sqrt(g[[mid, c]].apply(lambda t: ((t[c] - t[mid]) ** 2).mean()) / k)
+            res[c] = res[mid] + (half if c.endswith('_high') else -half)
+    for j in ('pool', 'humans'): res[f'seed_se_{j}'] = (g[f'win_rate_{j}'].std(ddof=1) / np.sqrt(k)).where(k > 1)
+    res['n_seeds'] = k
+    return res.reset_index()[cols + SEED_COLUMNS]
+
+# %% ../nbs/58_registry.ipynb #3911a542
+def ranking_over_seeds(scores:Mapping[str, Mapping[str, np.ndarray]], n_boot:int=2000, seed:int=0, ci:float=0.95) -> dict:
+    """Spearman, Kendall and Pearson correlations of the learned methods' simulated and human win rates with intervals that resample
+    seeds and instructions. `scores`: {'simulated': {method: wins}, 'human': {method: wins}}, wins an array (seeds, instructions) in [0, 1]
+    (NaN where missing), the instructions in the same order for every method and seed."""
+    from scipy import stats
+    methods = [m for m in scores.get('simulated', {}) if m in scores.get('human', {})]
+    if len(methods) < 3: return dict(n=len(methods), note=f"no correlation: {len(methods)} learned method(s); a ranking needs at least 3")
+    sim, hum = (np.stack([np.asarray(scores[k][m], dtype=float) for m in methods]) for k in ('simulated', 'human'))
+    _, k, n = sim.shape
+    fns = dict(spearman=lambda x, y: stats.spearmanr(x, y)[0], kendall=lambda x, y: stats.kendalltau(x, y)[0], pearson=lambda x, y: stats.pearsonr(x, y)[0])
+    def corr(x, y): return {name: (float(f(x, y)) if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan) for name, f in fns.items()}
+    point, rng, boots = corr(np.nanmean(sim, axis=(1, 2)), np.nanmean(hum, axis=(1, 2))), np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        s, i = rng.integers(0, k, k), rng.integers(0, n, n)
+        boots.append(corr(np.nanmean(sim[:, s][:, :, i], axis=(1, 2)), np.nanmean(hum[:, s][:, :, i], axis=(1, 2))))
+    q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
+    res = {name: dict(value=point[name], **dict(zip(('ci_low', 'ci_high'), (float(v) for v in np.nanquantile([b[name] for b in boots], q)))))
+           for name in fns}
+    return res | dict(methods=methods, n=len(methods), n_seeds=k, n_instructions=n, n_boot=n_boot, ci=ci,
+                      note=f"{n_boot} bootstrap resamples of {k} seeds and {n} instructions (the same draws for every method)")

@@ -211,13 +211,46 @@ def _examples_table(outputs, reference, n:int=6) -> str:
     return f'<table class="ex">{head}{"".join(rows)}</table>'
 
 def _overoptimization_figures(overopt:pd.DataFrame) -> list:
-    "Win rate against sqrt(KL) for best-of-n and every RL run's checkpoints, and against the proxy reward (`analysis.overoptimization_figure`)."
+    """AlpacaFarm's Figure 4 (`analysis.overoptimization_panels`: a panel per feedback source judged by its own judge, PPO, best-of-n and
+    expert iteration, error bars over instructions, seed bands when there are seeds, fits only of curves with enough points); the run's
+    other curves (`analysis.overoptimization_figure`) when it has none of those methods."""
     if overopt is None or not len(overopt): return []
-    from alpacafarm_nb.analysis import overoptimization_figure
-    figs = [overoptimization_figure(overopt, x='sqrt_kl'), overoptimization_figure(overopt, x='proxy_reward')]
-    figs[0].update_layout(title='Over-optimisation: win rate against sqrt(KL to SFT10k) (best-of-n: the KL bound; RL: each checkpoint)')
-    figs[1].update_layout(title='Over-optimisation: win rate against the proxy reward (the reward model trained on that feedback)')
-    return figs
+    from alpacafarm_nb.analysis import overoptimization_panels, overoptimization_figure
+    try: return [overoptimization_panels(overopt)]
+    except ValueError: pass
+    fig = overoptimization_figure(overopt, x='sqrt_kl')
+    fig.update_layout(title='Over-optimisation: win rate against sqrt(KL to SFT10k) (best-of-n: the KL bound; RL: each checkpoint)')
+    return [fig]
+
+def _paired_figure(methods:pd.DataFrame):
+    "Each method's paired difference from SFT10k with its 95% interval (`analysis.paired_difference_figure`); None without `diff_*` columns."
+    from alpacafarm_nb.analysis import paired_difference_figure
+    try: return paired_difference_figure(methods)
+    except ValueError: return None
+
+def _seed_figure(methods:pd.DataFrame):
+    "Each method's win rate (mean over seeds) with ± 1 SE over seeds, per judge; None for a one-seed run."
+    import plotly.graph_objects as go
+    if 'n_seeds' not in methods or not (methods['n_seeds'] > 1).any(): return None
+    t = methods.assign(label=[m if f == 'none' else f'{m} ({f})' for m, f in zip(methods['method'], methods['feedback'])]).sort_values('win_rate_pool')
+    fig = go.Figure()
+    for j in ('pool', 'humans'):
+        if f'seed_se_{j}' in t:
+            fig.add_bar(y=t['label'], x=t[f'win_rate_{j}'], error_x=dict(array=t[f'seed_se_{j}'].fillna(0)), name=j, orientation='h')
+    fig.update_layout(title=f"Win rate (%), mean over {int(methods['n_seeds'].max())} seeds, error bars ± 1 SE over seeds", barmode='group',
+                      height=120 + 40 * len(t), xaxis_title='win rate (%)', legend_title='judge')
+    return fig
+
+def _cost_html(results:Mapping) -> str:
+    "What the run's annotations would have cost with the annotators the pocket ones stand for (results.json's `annotation_cost`)."
+    c = results.get('annotation_cost')
+    if not c: return ''
+    parts = [*(('preference labels: ' + fb, v) for fb, v in (c.get('preferences') or {}).items()),
+             *(('evaluation: ' + j, v) for j, v in (c.get('evaluation') or {}).items()), ('RL checkpoint selection (val)', c.get('checkpoint_selection') or {}),
+             *((f'all annotations of seed {s}', v['total']) for s, v in (c.get('per_seed') or {}).items()), ('total', c.get('total') or {})]
+    rows = ''.join(f"<tr><td>{html.escape(k)}</td><td>{v.get('n', 0)}</td><td>${v.get('price', 0):,.2f}</td><td>{v.get('time', 0) / 3600:,.1f}</td></tr>" for k, v in parts if v)
+    sim = ' (simulated: the published price and time of the annotators the pocket ones stand for)' if (c.get('total') or {}).get('simulated') else ''
+    return f"<h3>Annotation cost{html.escape(sim)}</h3><table><tr><th>annotations</th><th>n</th><th>price</th><th>annotator hours</th></tr>{rows}</table>"
 
 def _selected_checkpoints_table(results:Mapping) -> str:
     "Which checkpoint of each RL run is its method row, chosen by the feedback source's evaluator on the val split."
@@ -240,7 +273,8 @@ def _ranking_html(rank:Mapping|None) -> str:
 def _page(results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, reference:list, out:Path) -> str:
     methods = pd.DataFrame(results.get('methods') or [])
     overopt = pd.DataFrame(results.get('overoptimization') or [])
-    figs = [f for f in (_win_rate_figure(boards), _agreement_figure(boards), *_overoptimization_figures(overopt), _training_figure(out)) if f is not None]
+    figs = [f for f in (_win_rate_figure(boards), _seed_figure(methods), _paired_figure(methods), _agreement_figure(boards),
+                        *_overoptimization_figures(overopt), _training_figure(out)) if f is not None]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]  # plotly.js once, inline
     tables = ''.join(f'<h3>Judge: {html.escape(j)} ({html.escape(str(results["judges"][j]))})</h3>' + b.round(2).to_html()
                      for j, b in boards.items())
@@ -249,11 +283,11 @@ def _page(results:Mapping, boards:Mapping[str, pd.DataFrame], outputs:Mapping, r
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} pre{{white-space:pre-wrap;margin:0;font-size:12px}} .ex td{{max-width:260px}}</style>
 </head><body><h1>alpacafarm_nb farm report</h1>
-<p>preset <b>{html.escape(results['preset'])}</b>, seed {results['seed']}, alpacafarm_nb {html.escape(results['alpacafarm_nb_version'])},
+<p>preset <b>{html.escape(results['preset'])}</b>, seed{'s ' + ', '.join(map(str, results['seeds'])) if results.get('seeds') else ' ' + str(results['seed'])}, alpacafarm_nb {html.escape(results['alpacafarm_nb_version'])},
 {html.escape(results['created_at'])}. Wall time {t.get('total', 0):.0f} s (world {t.get('world', 0):.0f}, pretrain {t.get('pretrain', 0):.0f},
 SFT {t.get('sft', 0):.0f}, sampling {t.get('sample', 0):.0f}, evaluation {t.get('evaluate', 0):.0f}); peak memory {results['peak_memory_mb']:.0f} MB.</p>
 <h2>Methods</h2>{methods.round(2).to_html(index=False) if len(methods) else '<p>(no learned methods in this run)</p>'}
-{_selected_checkpoints_table(results)}{_ranking_html(results.get('ranking'))}{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
+{_selected_checkpoints_table(results)}{_ranking_html(results.get('ranking'))}{_cost_html(results)}{_reward_model_table(results)}<h2>Leaderboards</h2>{tables}<h2>Figures</h2>{''.join(parts)}<h2>Examples</h2>{_examples_table(outputs, reference)}
 </body></html>"""
     return page
 

@@ -16,7 +16,8 @@ import pandas as pd
 
 from .core import atomic_write_text, stable_hash, read_records, write_records, read_jsonl_prefix, DataError
 from .world import make_world, REFERENCE_SYSTEM
-from .annotators import annotate_vs_reference
+from .annotators import annotate_vs_reference, join_reference
+from .expected import pool_has_probabilities, expected_vs_reference
 from .evaluate import leaderboard
 from .sampling import generate_outputs
 from .methods.binary import generate_conditioned
@@ -24,7 +25,8 @@ from .methods.binary import generate_conditioned
 # %% auto #0
 __all__ = ['PROVENANCE_KEYS', 'SELECTION_JUDGE', 'Stage', 'peak_memory_mb', 'log', 'config_diff', 'read_state', 'StageRunner',
            'provenance', 'provenance_changes', 'world_of', 'eval_set', 'sample_policy', 'outputs_stage',
-           'evaluate_stage', 'evaluation_stages', 'combine_leaderboards', 'checkpoints_stage', 'checkpoint_stage']
+           'evaluate_stage', 'evaluation_stages', 'combine_leaderboards', 'expected_annotations', 'checkpoints_stage',
+           'checkpoint_stage']
 
 # %% ../nbs/59_stages.ipynb #a4a0eb5f
 @dataclass
@@ -259,6 +261,23 @@ def combine_leaderboards(boards:Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     res = pd.DataFrame(cols).join(first[['n_total', 'avg_length']])
     res.index.name = first.index.name or 'generator'
     return res.sort_values(f'win_rate_{next(iter(boards))}', ascending=False)
+
+# %% ../nbs/59_stages.ipynb #3e6db247
+def expected_annotations(out:str|Path, name:str, judge:str, pool:str, seed:int=0) -> pd.DataFrame|None:
+    "Each pair of output set `name` (against `outputs/reference.json`) with its `expected_preference` under `pool`, cached in `expected/JUDGE/NAME.json`."
+    if not pool_has_probabilities(pool): return None
+    out = Path(out)
+    outputs, ref = read_records(out/'outputs'/f'{name}.json', 'output'), read_records(out/'outputs'/'reference.json', 'output')
+    path, cols = out/'expected'/judge/f'{name}.json', ['instruction', 'input', 'output_1', 'output_2']
+    pairs = pd.DataFrame(join_reference(outputs, ref), columns=cols)
+    if path.is_file():
+        try: cached = pd.DataFrame(read_records(path))
+        except DataError: cached = None
+        if cached is not None and set(cols + ['expected_preference']) <= set(cached) and len(cached) == len(pairs) \
+           and (cached[cols].fillna('').values == pairs.fillna('').values).all(): return cached
+    df = expected_vs_reference(outputs, ref, pool, seed=seed)
+    write_records(df, path)
+    return df
 
 # %% ../nbs/59_stages.ipynb #d09d80ef
 def _val_reference(world, cfg) -> list[dict]:

@@ -1,6 +1,6 @@
 """End-to-end: the main job `alpacafarm farm` (quick preset on every run; the full pocket preset checks the claims of the
 AlpacaFarm design: SFT10k far above the pretrained base, the strong scripted systems above SFT10k, with both judges)."""
-import json, os, re, signal, subprocess, sys, time
+import io, json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd
@@ -108,14 +108,31 @@ def test_farm_quick_files(quick_run, tmp_path, cli_env):
     assert abs(pd.read_csv(tmp_path / "lb.csv", index_col=0).loc["pocket_gpt4", "win_rate"] - lb.loc["pocket_gpt4", "win_rate_pool"]) < 1e-9
     # the contracts of issue 8: methods.csv, overoptimization.csv, preference files, models and outputs per (method, feedback)
     methods = pd.read_csv(out / "methods.csv")
-    assert list(methods.columns) == ["method", "feedback", "win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "avg_length"]
+    from alpacafarm_nb.registry import METHODS_COLUMNS
+    assert METHODS_COLUMNS == ["method", "feedback", "win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "avg_length"]
+    assert list(methods.columns) == METHODS_COLUMNS + [f"expected_{k}_{j}" for j in ("pool", "humans") for k in ("win_rate", "standard_error")] + [
+        f"{p}_{j}{s}" for p in ("diff", "expected_diff") for j in ("pool", "humans") for s in ("", "_low", "_high")]
+    # expected win rates (pocket judges know their probabilities) and paired differences from SFT10k on the same instructions
+    m = methods.set_index(["method", "feedback"])
+    for j in ("pool", "humans"):
+        assert m[f"expected_win_rate_{j}"].between(0, 100).all() and (m[f"expected_standard_error_{j}"] > 0).all()
+        assert (m[f"diff_{j}_low"] <= m[f"diff_{j}"]).all() and (m[f"diff_{j}"] <= m[f"diff_{j}_high"]).all()
+        assert m.loc[("sft10k", "none"), [f"diff_{j}", f"expected_diff_{j}"]].tolist() == [0.0, 0.0]
+        assert abs(m.loc[("pocket_gpt4", "none"), f"diff_{j}"] - (m.loc[("pocket_gpt4", "none"), f"win_rate_{j}"] - m.loc[("sft10k", "none"), f"win_rate_{j}"])) < 1e-9
+    assert (out / "expected" / "pool" / "sft10k.json").is_file()
+    # what the annotations would have cost with real annotators (simulated): crowd labels are the dearest
+    cost = res["annotation_cost"]
+    assert cost["total"]["simulated"] and cost["total"]["price"] > 0
+    assert cost["preferences"]["human"]["price"] > 10 * cost["preferences"]["simulated"]["price"] > 0
     pairs = set(zip(methods["method"], methods["feedback"]))
     assert {("sft10k", "none"), ("base", "none"), ("pocket_gpt4", "none")} <= pairs
     assert {(m, fb) for m in ("best_of_n", "expert_iteration") for fb in ("simulated", "human")} <= pairs
     row = methods.set_index(["method", "feedback"]).loc[("best_of_n", "simulated")]
     assert row["win_rate_pool"] == lb.loc["best_of_n_simulated", "win_rate_pool"]
     over = pd.read_csv(out / "overoptimization.csv")
-    assert list(over.columns) == ["method", "feedback", "x_name", "x", "kl", "proxy_reward", "win_rate_pool", "win_rate_humans"]
+    assert list(over.columns) == ["method", "feedback", "x_name", "x", "kl", "proxy_reward", "win_rate_pool", "win_rate_humans",
+                                  "standard_error_pool", "standard_error_humans"]
+    assert (over["standard_error_pool"] > 0).all()
     for fb in ("simulated", "human"):
         g = over[(over.method == "best_of_n") & (over.feedback == fb)].sort_values("x")
         assert list(g["x"]) == [1, 2, 4, 8] and g["kl"].iloc[0] == 0 and g["kl"].is_monotonic_increasing
@@ -202,6 +219,37 @@ def test_farm_seed_change_redoes_seed_dependent_stages(quick_run, tmp_path, cli_
     pd.testing.assert_frame_equal(lb1, pd.read_csv(fresh / "leaderboard.csv", index_col=0))
     for f in ("methods.csv", "overoptimization.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(fresh / f))
+
+
+def test_farm_two_seeds(quick_run, tmp_path, cli_env):
+    """`--seeds 0,1` on a seed-0 run folder: seed 0 retrains nothing (its stages keep their identities), seed 1 runs in seeds/seed_1;
+    methods.csv holds means with seed SEs, methods_by_seed.csv every seed's rows, overoptimization.csv a seed column, ranking.json
+    intervals over seeds and instructions."""
+    out = copy_run(quick_run, tmp_path)
+    before = (out / "methods.csv").read_text()
+    r = run_farm_cli(out, cli_env, extra=("--seeds", "0,1", "--methods", "best_of_n,dpo,ppo"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["seeds"] == [0, 1] and all(st["action"] == "skipped" for st in res["seed_runs"]["0"]["stages"].values())
+    assert all(st["action"].startswith("ran") for st in res["seed_runs"]["1"]["stages"].values())
+    assert (out / "seeds" / "seed_1" / "methods.csv").is_file() and (out / "report.html").is_file()
+    by_seed, methods = pd.read_csv(out / "methods_by_seed.csv"), pd.read_csv(out / "methods.csv")
+    assert list(by_seed.columns[:3]) == ["seed", "method", "feedback"] and set(by_seed["seed"]) == {0, 1}
+    assert list(methods.columns[-3:]) == ["seed_se_pool", "seed_se_humans", "n_seeds"] and (methods["n_seeds"] == 2).all()
+    g = by_seed.groupby(["method", "feedback"], sort=False)["win_rate_pool"]
+    m = methods.set_index(["method", "feedback"])
+    assert ((m["win_rate_pool"] - g.mean()).abs() < 1e-9).all() and ((m["seed_se_pool"] - g.std() / 2 ** 0.5).abs() < 1e-9).all()
+    # seed 0's rows are the one-seed run's, to the last digit (its columns as they were)
+    one = pd.read_csv(io.StringIO(before)).set_index(["method", "feedback"])
+    zero = by_seed[by_seed.seed == 0].drop(columns="seed").set_index(["method", "feedback"])
+    cols = ["win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "avg_length", "diff_pool", "expected_win_rate_humans"]
+    assert len(zero) >= 9 and zero[cols].equals(one.loc[zero.index, cols])
+    over = pd.read_csv(out / "overoptimization.csv")
+    assert set(over["seed"]) == {0, 1}
+    rank = json.loads((out / "ranking.json").read_text())
+    si = rank["seeds_and_instructions"]
+    assert si["n_seeds"] == 2 and si["n"] == 3 and si["spearman"]["ci_low"] <= si["spearman"]["ci_high"]
+    assert res["annotation_cost"]["total"]["price"] > res["annotation_cost"]["per_seed"]["1"]["total"]["price"] > 0
 
 
 def test_farm_preset_change_redoes_everything(quick_run, cli_env):
