@@ -23,8 +23,8 @@ from .evaluate import leaderboard
 from .sampling import generate_outputs
 from .methods.binary import generate_conditioned
 from .pocket_judges import annotation_cost
-from .registry import (REGISTRY, feedback_sources, method_of, comparison_columns, methods_table, overoptimization_table, ranking,
-                                   methods_over_seeds, ranking_over_seeds)
+from .registry import REGISTRY, feedback_sources, method_of, comparison_columns, methods_table, overoptimization_table
+from .registry import ranking, methods_over_seeds, ranking_over_seeds
 
 # %% auto #0
 __all__ = ['STAGE_SECONDS', 'PROVENANCE_KEYS', 'SELECTION_JUDGE', 'Stage', 'peak_memory_mb', 'log', 'config_diff', 'read_state',
