@@ -6,36 +6,30 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/farm.html.md"""
 
 # %% ../nbs/60_farm.ipynb #a77bf13a
 from __future__ import annotations
-import datetime, json, os, time
+import datetime, json, time
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
-import pandas as pd
-
 from . import __version__
 from .core import write_records, read_records, atomic_write_text, seed_everything, read_jsonl_prefix
-from .world import DEFAULT_SIZES
-from .evaluate import leaderboard
 from .preferences import PreferenceConfig, sample_pairs, make_preferences, read_preferences, label_counts
 from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
-from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources, methods_table, overoptimization_table, ranking
-from .registry import method_of, comparison_columns, methods_over_seeds, ranking_over_seeds
-from .pocket_judges import annotation_cost
-from .registry import METHODS_COLUMNS, OVEROPT_COLUMNS   # the tables' columns, also read as farm.*
+from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources
+from .registry import methods_table, overoptimization_table, METHODS_COLUMNS, OVEROPT_COLUMNS   # also read as farm.*
 from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, provenance_changes, world_of, eval_set, outputs_stage,
-                                  evaluation_stages, checkpoint_stage, combine_leaderboards, expected_annotations)
+                                  evaluation_stages, checkpoint_stage, judges_of, prepare_run_folder, stage_timings,
+                                  write_tables, write_seed_tables, run_annotation_cost, total_cost, seed_folder,
+                                  STAGE_SECONDS, expected_seconds, size_scale)
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
-           'QUICK_OVERRIDES', 'PRESETS', 'NEED_STAGE', 'RECIPES', 'STAGE_SECONDS', 'get_preset', 'config_preset',
-           'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'preference_samples_stage',
-           'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
+           'QUICK_OVERRIDES', 'PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset', 'world_stage',
+           'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'preference_samples_stage', 'preferences_stage',
+           'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
            'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
-           'expert_iteration_stage', 'expert_iteration_stages', 'judges_of', 'farm_stages', 'plan_farm',
-           'expected_seconds', 'run_annotation_cost', 'run_farm', 'seed_folder']
+           'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages', 'plan_farm', 'run_farm']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -247,8 +241,6 @@ def expert_iteration_stages(m:Method, cfg:Mapping, seed:int, progress:bool, judg
 RECIPES = dict(policy=policy_stages, best_of_n=best_of_n_stages, expert_iteration=expert_iteration_stages)
 
 # %% ../nbs/60_farm.ipynb #c4d1b721
-def judges_of(cfg:Mapping) -> dict: return {'pool': cfg['pool'], 'humans': cfg['humans']}
-
 def farm_stages(cfg:Mapping, seed:int, progress:bool=True) -> tuple[list[Stage], list[str]]:
     "The farm's stage table for a resolved preset `cfg` and `seed`, and the output sets it evaluates."
     stages = base_stages(cfg, seed, progress)
@@ -264,82 +256,12 @@ def plan_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, *
     "What `run_farm` would do in `out`: {stage: 'skip' | 'run' | 'redo (why)'}."
     return StageRunner(out, force=force).plan(farm_stages(get_preset(preset, **overrides), seed, progress=False)[0])
 
-# %% ../nbs/60_farm.ipynb #ec45316d
-STAGE_SECONDS = {n: 30 if m.checkpoints else 50 for n, m in REGISTRY.items() if m.recipe} | dict(world=20, base=140, sft10k=215, preference_samples=60,
-                     preferences=1, reward=75, best_of_n_samples=55, best_of_n=35, expert_iteration_samples=70, expert_iteration=50,
-                     outputs=10, evaluate=1, checkpoints=25)
-
-def expected_seconds(name:str, scale:float=1.0) -> float:
-    "First guess of a stage's seconds from its kind (the longest `STAGE_SECONDS` key that is its name or a prefix of it)."
-    kind = name if name in STAGE_SECONDS else max((k for k in STAGE_SECONDS if name.startswith(k + '_')), key=len, default=None)
-    return STAGE_SECONDS.get(kind, 10) * scale
-
-def _size_scale(cfg:Mapping) -> float:
-    "How much smaller than the full pocket world the preset's world is (by its SFT split)."
-    return ((cfg['world'].get('sizes') or {}).get('sft') or DEFAULT_SIZES['sft']) / DEFAULT_SIZES['sft']
-
-def _stage_timings(runner:StageRunner) -> dict:
-    "Seconds per group of stages (world, pretrain, sft, sample, evaluate, ...) as the report shows them."
-    groups = {}
-    for n, sec in runner.seconds.items():
-        g = {'base': 'pretrain', 'sft10k': 'sft'}.get(n, n.split('_')[0] if n.split('_')[0] in ('outputs', 'evaluate') else n)
-        g = {'outputs': 'sample'}.get(g, g)
-        groups[g] = groups.get(g, 0.0) + sec
-    return groups
-
-# %% ../nbs/60_farm.ipynb #39f1cfbb
-def _prepare(out:Path, progress:bool) -> dict|None:
-    "Check the run folder; the provenance of the run it holds (None for a new one)."
-    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK): raise PermissionError(f"--out {out} is not writable")
-    if not progress:  # transformers' own "Loading weights" bars too
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-    try: return json.loads((out/'results.json').read_text()).get('provenance')
-    except (OSError, ValueError, AttributeError): return None
-
-def _write_tables(out:Path, runner:StageRunner, output_names:list, cfg:Mapping, seed:int) -> tuple:
-    "leaderboard.csv, methods.csv, overoptimization.csv and ranking.json; returns (boards, methods, overopt, ranking)."
-    judges = judges_of(cfg)
-    anns = {j: {n: pd.DataFrame(read_records(out/'annotations'/j/f'{n}.json', 'annotation')) for n in output_names} for j in judges}
-    boards = {j: leaderboard(pd.concat(list(anns[j].values()), ignore_index=True)) for j in judges}
-    board = combine_leaderboards(boards)
-    board.to_csv(out/'leaderboard.csv')
-    rows = [n for n in output_names if method_of(n, cfg) is not None]     # the methods' rows (not the curves' points)
-    expected = {j: {n: expected_annotations(out, n, j, pool) for n in rows} for j, pool in judges.items()}
-    expected = {j: e for j, e in expected.items() if all(v is not None for v in e.values())}   # none for real API judges
-    methods = methods_table(board, cfg, comparison_columns({j: {n: anns[j][n] for n in rows} for j in judges}, expected))
-    methods.to_csv(out/'methods.csv', index=False)
-    overopt = overoptimization_table(board, runner.summaries, cfg)
-    overopt.to_csv(out/'overoptimization.csv', index=False)
-    rank = ranking(methods, seed=seed)
-    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
-    return boards, methods, overopt, rank
-
-# %% ../nbs/60_farm.ipynb #021cd356
-def _cost(paths) -> dict:
-    rows = [r for p in paths if Path(p).is_file() for r in read_records(p) if r.get('annotation_source') != 'identical']
-    c = annotation_cost(rows)
-    return dict(price=round(c['price'], 4), time=round(c['time'], 1), n=c['n'], simulated=c['simulated'])
-
-def run_annotation_cost(out:str|Path, cfg:Mapping, output_names:Sequence[str]) -> dict:
-    "The run's annotations at their (simulated) price in $ and time in s: `preferences` per feedback source, `evaluation` per judge, `checkpoint_selection`, `total`."
-    out = Path(out)
-    res = dict(preferences={fb: _cost([out/'preferences'/f'{fb}.json']) for fb in feedback_sources(cfg) if (out/'preferences'/f'{fb}.json').is_file()},
-               evaluation={j: _cost([out/'annotations'/j/f'{n}.json' for n in output_names]) for j in judges_of(cfg)},
-               checkpoint_selection=_cost(sorted((out/'val'/'annotations').glob('*/*.json'))))
-    parts = [*res['preferences'].values(), *res['evaluation'].values(), res['checkpoint_selection']]
-    total = dict(price=round(sum(c['price'] for c in parts), 4), time=round(sum(c['time'] for c in parts), 1), n=sum(c['n'] for c in parts),
-                 simulated=any(c['simulated'] for c in parts))
-    return res | dict(total=total)
-
 # %% ../nbs/60_farm.ipynb #c4951bfe
 def _run_seed(out:Path, cfg:Mapping, seed:int, force:bool, progress:bool, memo:dict) -> tuple[StageRunner, list]:
     "Run the stage table of one seed in `out`; (its runner, every output set it evaluated)."
     seed_everything(seed)
     stages, output_names = farm_stages(cfg, seed, progress)
-    scale = _size_scale(cfg)
+    scale = size_scale(cfg)
     runner = StageRunner(out, force=force, expected=lambda name: expected_seconds(name, scale))
     runner.memo = memo                       # the world is built once, whatever the seed
     runner.run(stages)
@@ -353,12 +275,12 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     if len(set(seeds)) != len(seeds): raise ValueError(f"seeds repeat: {seeds}")
     seed = seeds[0]
     cfg, out, t_start = get_preset(preset, **overrides), Path(out), time.time()
-    old, prov = _prepare(out, progress), provenance()
+    old, prov = prepare_run_folder(out, progress), provenance()
     if (changed := provenance_changes(old, prov)) and not force: log(f"warning: {changed}")
     if len(seeds) > 1: return _run_seeds(out, preset, cfg, seeds, force, progress, prov, t_start)
     runner, output_names = _run_seed(out, cfg, seed, force, progress, {})
-    boards, methods, overopt, rank = _write_tables(out, runner, output_names, cfg, seed)
-    timings = _stage_timings(runner) | dict(total=time.time() - t_start)
+    boards, methods, overopt, rank = write_tables(out, runner.summaries, output_names, cfg, seed)
+    timings = stage_timings(runner.seconds) | dict(total=time.time() - t_start)
     fbs, judges = feedback_sources(cfg), judges_of(cfg)
     results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seed,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), provenance=prov, config=cfg, judges=judges,
@@ -380,44 +302,18 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
     return results
 
 # %% ../nbs/60_farm.ipynb #15129f24
-def seed_folder(out:str|Path, seed:int, first:int) -> Path:
-    "Where seed `seed` runs: `out` for the first seed, `out/seeds/seed_SEED` for the others."
-    return Path(out) if seed == first else Path(out)/'seeds'/f'seed_{seed}'
-
-def _wins(folder:Path, name:str, judge:str, keys:list) -> np.ndarray:
-    "Per-instruction wins (preference - 1) of output set `name` judged by `judge`, in the order of `keys` (NaN where missing)."
-    path = folder/'annotations'/judge/f'{name}.json'
-    if not path.is_file(): return np.full(len(keys), np.nan)
-    a = pd.DataFrame(read_records(path, 'annotation'))
-    s = pd.Series(pd.to_numeric(a['preference'], errors='coerce').to_numpy() - 1, index=list(zip(a['instruction'], a['input'].fillna(''))))
-    return s[~s.index.duplicated()].reindex(keys).to_numpy(dtype=float)
-
-def _seed_scores(runs:list, cfg:Mapping) -> dict:
-    "{'simulated': {method: wins (seeds, instructions)}, 'human': ...} of every learned method with both feedback sources (pool- and crowd-judged)."
-    keys = [(r['instruction'], r['input'] or '') for r in read_records(runs[0][1]/'outputs'/'reference.json', 'output')]
-    methods = [m for m in cfg['methods'] if all((f/'outputs'/f'{m}_{fb}.json').is_file() for _, f, *_ in runs for fb in ('simulated', 'human'))]
-    return {fb: {m: np.stack([_wins(f, f'{m}_{fb}', j, keys) for _, f, *_ in runs]) for m in methods} for fb, j in (('simulated', 'pool'), ('human', 'humans'))}
-
 def _run_seeds(out:Path, preset:str, cfg:Mapping, seeds:list, force:bool, progress:bool, prov:dict, t_start:float) -> dict:
     memo, runs = {}, []
     for k, s in enumerate(seeds):
         folder = seed_folder(out, s, seeds[0])
         log(f"seed {s} ({k + 1}/{len(seeds)}) in {folder}")
-        _prepare(folder, progress)
+        prepare_run_folder(folder, progress)
         runner, names = _run_seed(folder, cfg, s, force, progress, memo)
-        runs.append((s, folder, runner, names, _write_tables(folder, runner, names, cfg, s)))
-    by_seed = pd.concat([t[1].assign(seed=s)[['seed', *t[1].columns]] for s, _, _, _, t in runs], ignore_index=True)
-    by_seed.to_csv(out/'methods_by_seed.csv', index=False)
-    methods = methods_over_seeds(by_seed)
-    methods.to_csv(out/'methods.csv', index=False)
-    overopt = pd.concat([t[2].assign(seed=s) for s, _, _, _, t in runs], ignore_index=True)
-    overopt.to_csv(out/'overoptimization.csv', index=False)
-    rank = ranking(methods, seed=seeds[0]) | dict(seeds_and_instructions=ranking_over_seeds(_seed_scores(runs, cfg), seed=seeds[0]))
-    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
+        runs.append((s, folder, runner, names, write_tables(folder, runner.summaries, names, cfg, s)))
+    by_seed, methods, overopt, rank = write_seed_tables(out, [(s, f, t) for s, f, _, _, t in runs], cfg)
     _, _, runner, names, (boards, *_) = runs[0]
     costs = {s: run_annotation_cost(f, cfg, n) for s, f, _, n, _ in runs}
-    total = dict(price=round(sum(c['total']['price'] for c in costs.values()), 4), time=round(sum(c['total']['time'] for c in costs.values()), 1),
-                 n=sum(c['total']['n'] for c in costs.values()), simulated=any(c['total']['simulated'] for c in costs.values()))
+    total = total_cost([c['total'] for c in costs.values()])
     results = dict(schema_version=2, alpacafarm_nb_version=__version__, preset=preset, seed=seeds[0], seeds=seeds,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), provenance=prov, config=cfg, judges=judges_of(cfg),
                    methods=methods.to_dict('records'), methods_by_seed=by_seed.to_dict('records'), overoptimization=overopt.to_dict('records'),

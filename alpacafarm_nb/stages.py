@@ -12,21 +12,27 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .core import atomic_write_text, stable_hash, read_records, write_records, read_jsonl_prefix, DataError
-from .world import make_world, REFERENCE_SYSTEM
+from .world import make_world, REFERENCE_SYSTEM, DEFAULT_SIZES
 from .annotators import annotate_vs_reference, join_reference
 from .expected import pool_has_probabilities, expected_vs_reference
 from .evaluate import leaderboard
 from .sampling import generate_outputs
 from .methods.binary import generate_conditioned
+from .pocket_judges import annotation_cost
+from .registry import REGISTRY, feedback_sources, method_of, comparison_columns, methods_table, overoptimization_table
+from .registry import ranking, methods_over_seeds, ranking_over_seeds
 
 # %% auto #0
-__all__ = ['PROVENANCE_KEYS', 'SELECTION_JUDGE', 'Stage', 'peak_memory_mb', 'log', 'config_diff', 'read_state', 'StageRunner',
-           'provenance', 'provenance_changes', 'world_of', 'eval_set', 'sample_policy', 'outputs_stage',
-           'evaluate_stage', 'evaluation_stages', 'combine_leaderboards', 'expected_annotations', 'checkpoints_stage',
-           'checkpoint_stage']
+__all__ = ['STAGE_SECONDS', 'PROVENANCE_KEYS', 'SELECTION_JUDGE', 'Stage', 'peak_memory_mb', 'log', 'config_diff', 'read_state',
+           'StageRunner', 'expected_seconds', 'size_scale', 'provenance', 'provenance_changes', 'world_of', 'eval_set',
+           'sample_policy', 'outputs_stage', 'evaluate_stage', 'evaluation_stages', 'combine_leaderboards',
+           'expected_annotations', 'checkpoints_stage', 'checkpoint_stage', 'judges_of', 'prepare_run_folder',
+           'stage_timings', 'write_tables', 'total_cost', 'run_annotation_cost', 'seed_folder', 'seed_scores',
+           'write_seed_tables']
 
 # %% ../nbs/59_stages.ipynb #a4a0eb5f
 @dataclass
@@ -174,6 +180,20 @@ def run(self:StageRunner, stages:Sequence[Stage]) -> dict:
         (self.state_dir/f'{st.name}.json').unlink(missing_ok=True)
         self._run_one(st, tag, why, self._eta(est, names[k - 1:]))
     return self.summaries
+
+# %% ../nbs/59_stages.ipynb #2010edc8
+STAGE_SECONDS = {n: 30 if m.checkpoints else 50 for n, m in REGISTRY.items() if m.recipe} | dict(world=20, base=140, sft10k=215, preference_samples=60,
+                     preferences=1, reward=75, best_of_n_samples=55, best_of_n=35, expert_iteration_samples=70, expert_iteration=50,
+                     outputs=10, evaluate=1, checkpoints=25)
+
+def expected_seconds(name:str, scale:float=1.0) -> float:
+    "First guess of a stage's seconds from its kind (the longest `STAGE_SECONDS` key that is its name or a prefix of it)."
+    kind = name if name in STAGE_SECONDS else max((k for k in STAGE_SECONDS if name.startswith(k + '_')), key=len, default=None)
+    return STAGE_SECONDS.get(kind, 10) * scale
+
+def size_scale(cfg:Mapping) -> float:
+    "How much smaller than the full pocket world the preset's world is (by its SFT split)."
+    return ((cfg['world'].get('sizes') or {}).get('sft') or DEFAULT_SIZES['sft']) / DEFAULT_SIZES['sft']
 
 # %% ../nbs/59_stages.ipynb #89f8f4a5
 def _cpu() -> tuple[str|None, int|None]:
@@ -347,3 +367,98 @@ def checkpoint_stage(name:str, fb:str, cfg:Mapping, seed:int, progress:bool, jud
                  (f'outputs/{name}.json', f'outputs/{name}_step*.json', *(f'annotations/{j}/{name}_step*.json' for j in judges),
                   f'val/outputs/{name}_step*.json', f'val/annotations/{sel}/{name}_step*.json'),
                  f'every {name} checkpoint on the evaluation set and {cfg.get("n_val") or "all"} val instructions; the best on val by {sel} is kept')
+
+# %% ../nbs/59_stages.ipynb #6d47b546
+def judges_of(cfg:Mapping) -> dict: return {'pool': cfg['pool'], 'humans': cfg['humans']}
+
+def prepare_run_folder(out:Path, progress:bool) -> dict|None:
+    "Check the run folder; the provenance of the run it holds (None for a new one)."
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK): raise PermissionError(f"--out {out} is not writable")
+    if not progress:  # transformers' own "Loading weights" bars too
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    try: return json.loads((out/'results.json').read_text()).get('provenance')
+    except (OSError, ValueError, AttributeError): return None
+
+def stage_timings(seconds:Mapping[str, float]) -> dict:
+    "Seconds per group of stages (world, pretrain, sft, sample, evaluate, ...) as the report shows them."
+    groups = {}
+    for n, sec in seconds.items():
+        g = {'base': 'pretrain', 'sft10k': 'sft'}.get(n, n.split('_')[0] if n.split('_')[0] in ('outputs', 'evaluate') else n)
+        g = {'outputs': 'sample'}.get(g, g)
+        groups[g] = groups.get(g, 0.0) + sec
+    return groups
+
+# %% ../nbs/59_stages.ipynb #baf2b49a
+def write_tables(out:Path, summaries:Mapping, output_names:list, cfg:Mapping, seed:int) -> tuple:
+    "leaderboard.csv, methods.csv, overoptimization.csv and ranking.json from the run's annotations and stage `summaries`; returns (boards, methods, overopt, ranking)."
+    judges = judges_of(cfg)
+    anns = {j: {n: pd.DataFrame(read_records(out/'annotations'/j/f'{n}.json', 'annotation')) for n in output_names} for j in judges}
+    boards = {j: leaderboard(pd.concat(list(anns[j].values()), ignore_index=True)) for j in judges}
+    board = combine_leaderboards(boards)
+    board.to_csv(out/'leaderboard.csv')
+    rows = [n for n in output_names if method_of(n, cfg) is not None]     # the methods' rows (not the curves' points)
+    expected = {j: {n: expected_annotations(out, n, j, pool) for n in rows} for j, pool in judges.items()}
+    expected = {j: e for j, e in expected.items() if all(v is not None for v in e.values())}   # none for real API judges
+    methods = methods_table(board, cfg, comparison_columns({j: {n: anns[j][n] for n in rows} for j in judges}, expected))
+    methods.to_csv(out/'methods.csv', index=False)
+    overopt = overoptimization_table(board, summaries, cfg)
+    overopt.to_csv(out/'overoptimization.csv', index=False)
+    rank = ranking(methods, seed=seed)
+    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
+    return boards, methods, overopt, rank
+
+# %% ../nbs/59_stages.ipynb #661deade
+def _cost(paths) -> dict:
+    rows = [r for p in paths if Path(p).is_file() for r in read_records(p) if r.get('annotation_source') != 'identical']
+    c = annotation_cost(rows)
+    return dict(price=round(c['price'], 4), time=round(c['time'], 1), n=c['n'], simulated=c['simulated'])
+
+def total_cost(parts:Sequence[Mapping]) -> dict:
+    "The sum of several costs (`price`, `time`, `n`; `simulated` if any part is)."
+    return dict(price=round(sum(c['price'] for c in parts), 4), time=round(sum(c['time'] for c in parts), 1), n=sum(c['n'] for c in parts),
+                simulated=any(c['simulated'] for c in parts))
+
+def run_annotation_cost(out:str|Path, cfg:Mapping, output_names:Sequence[str]) -> dict:
+    "The run's annotations at their (simulated) price in $ and time in s: `preferences` per feedback source, `evaluation` per judge, `checkpoint_selection`, `total`."
+    out = Path(out)
+    res = dict(preferences={fb: _cost([out/'preferences'/f'{fb}.json']) for fb in feedback_sources(cfg) if (out/'preferences'/f'{fb}.json').is_file()},
+               evaluation={j: _cost([out/'annotations'/j/f'{n}.json' for n in output_names]) for j in judges_of(cfg)},
+               checkpoint_selection=_cost(sorted((out/'val'/'annotations').glob('*/*.json'))))
+    return res | dict(total=total_cost([*res['preferences'].values(), *res['evaluation'].values(), res['checkpoint_selection']]))
+
+# %% ../nbs/59_stages.ipynb #e8f60538
+def seed_folder(out:str|Path, seed:int, first:int) -> Path:
+    "Where seed `seed` runs: `out` for the first seed, `out/seeds/seed_SEED` for the others."
+    return Path(out) if seed == first else Path(out)/'seeds'/f'seed_{seed}'
+
+def _wins(folder:Path, name:str, judge:str, keys:list) -> np.ndarray:
+    "Per-instruction wins (preference - 1) of output set `name` judged by `judge`, in the order of `keys` (NaN where missing)."
+    path = folder/'annotations'/judge/f'{name}.json'
+    if not path.is_file(): return np.full(len(keys), np.nan)
+    a = pd.DataFrame(read_records(path, 'annotation'))
+    s = pd.Series(pd.to_numeric(a['preference'], errors='coerce').to_numpy() - 1, index=list(zip(a['instruction'], a['input'].fillna(''))))
+    return s[~s.index.duplicated()].reindex(keys).to_numpy(dtype=float)
+
+def seed_scores(folders:Sequence[Path], cfg:Mapping) -> dict:
+    "{'simulated': {method: wins (seeds, instructions)}, 'human': ...} of every learned method with both feedback sources (pool- and crowd-judged)."
+    keys = [(r['instruction'], r['input'] or '') for r in read_records(folders[0]/'outputs'/'reference.json', 'output')]
+    methods = [m for m in cfg['methods'] if all((f/'outputs'/f'{m}_{fb}.json').is_file() for f in folders for fb in ('simulated', 'human'))]
+    return {fb: {m: np.stack([_wins(f, f'{m}_{fb}', j, keys) for f in folders]) for m in methods} for fb, j in (('simulated', 'pool'), ('human', 'humans'))}
+
+# %% ../nbs/59_stages.ipynb #6cc16085
+def write_seed_tables(out:Path, runs:Sequence[tuple], cfg:Mapping) -> tuple:
+    """methods_by_seed.csv, methods.csv (over seeds), overoptimization.csv (every seed's points) and ranking.json of a several-seed run in `out`;
+    `runs`: (seed, folder, `write_tables` result) per seed, the first seed first. Returns (by_seed, methods, overopt, ranking)."""
+    first = runs[0][0]
+    by_seed = pd.concat([t[1].assign(seed=s)[['seed', *t[1].columns]] for s, _, t in runs], ignore_index=True)
+    by_seed.to_csv(out/'methods_by_seed.csv', index=False)
+    methods = methods_over_seeds(by_seed)
+    methods.to_csv(out/'methods.csv', index=False)
+    overopt = pd.concat([t[2].assign(seed=s) for s, _, t in runs], ignore_index=True)
+    overopt.to_csv(out/'overoptimization.csv', index=False)
+    rank = ranking(methods, seed=first) | dict(seeds_and_instructions=ranking_over_seeds(seed_scores([f for _, f, _ in runs], cfg), seed=first))
+    atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
+    return by_seed, methods, overopt, rank
