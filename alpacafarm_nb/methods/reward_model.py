@@ -163,13 +163,14 @@ def score_rewards(rm, records:Sequence[dict], batch_size:int=32, output_key:str=
     for i, r in enumerate(records):
         if not isinstance(r.get('instruction'), str): raise DataError("missing or non-string instruction", None, i, 'instruction')
         if not isinstance(r.get(output_key), str): raise DataError(f"missing or non-string {output_key}", None, i, output_key)
-    prompts = [format_prompt(r['instruction'], r.get('input') or '') for r in records]
+    rm = load_reward_model(rm) if isinstance(rm, (str, Path)) else rm    # the prompt in the reward model's format (its chat template)
+    prompts = [format_prompt(r['instruction'], r.get('input') or '', rm[1]) for r in records]
     return reward_texts(rm, prompts, [r[output_key] for r in records], batch_size, max_length)
 
 # %% ../../nbs/41_reward_model.ipynb #1823ea23
 def pair_examples(pairs:Sequence[dict], tokenizer, max_length:int|None) -> list[dict]:
     "Training examples {chosen_input_ids, rejected_input_ids} of labelled pairs (preference 1 or 2)."
-    prompts = [format_prompt(p['instruction'], p.get('input') or '') for p in pairs]
+    prompts = [format_prompt(p['instruction'], p.get('input') or '', tokenizer) for p in pairs]
     o1 = encode_for_reward(tokenizer, prompts, [p['output_1'] for p in pairs], max_length)
     o2 = encode_for_reward(tokenizer, prompts, [p['output_2'] for p in pairs], max_length)
     return [dict(chosen_input_ids=a, rejected_input_ids=b) if p['preference'] == 1 else dict(chosen_input_ids=b, rejected_input_ids=a)

@@ -77,7 +77,7 @@ class RLConfig(Config):
 # %% ../../nbs/44_rollouts.ipynb #f1ca1df5
 def prepare_prompts(tokenizer, instructions:Sequence[dict], max_prompt_tokens:int) -> tuple[list[str], list[list[int]], int]:
     "(prompt texts, prompt ids, number dropped): formatted, encoded with BOS, prompts over `max_prompt_tokens` dropped."
-    texts = [format_prompt(r['instruction'], r.get('input') or '') for r in instructions]
+    texts = [format_prompt(r['instruction'], r.get('input') or '', tokenizer) for r in instructions]
     ids = encode_prompts(tokenizer, texts)
     keep = [i for i, p in enumerate(ids) if len(p) <= max_prompt_tokens]
     return [texts[i] for i in keep], [ids[i] for i in keep], len(texts) - len(keep)
