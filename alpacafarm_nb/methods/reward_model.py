@@ -21,9 +21,10 @@ from ..sampling import encode_prompts, encode_responses
 from ..trainer import TrainConfig, train, split_held_out, count_pairs
 
 # %% auto #0
-__all__ = ['RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss', 'reward_loss',
-           'make_reward_model', 'check_reward_model_folder', 'load_reward_model', 'reward_texts', 'score_rewards',
-           'pair_examples', 'evaluate_reward_model', 'train_reward_model', 'train_reward_cli', 'reward_cli']
+__all__ = ['RM_PAD_TOKEN', 'RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss',
+           'reward_loss', 'make_reward_model', 'check_reward_model_folder', 'load_reward_model', 'reward_texts',
+           'score_rewards', 'pair_examples', 'evaluate_reward_model', 'train_reward_model', 'train_reward_cli',
+           'reward_cli']
 
 # %% ../../nbs/41_reward_model.ipynb #a3d72fb0
 @dataclass
@@ -91,13 +92,15 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
     v = hf_logging.get_verbosity(); hf_logging.set_verbosity_error(); return lambda: hf_logging.set_verbosity(v)
 
+RM_PAD_TOKEN = '<|rm_pad|>'   # added when the backbone's tokenizer pads with EOS (SmolLM2, Llama): the reward is read at the EOS
+
 def make_reward_model(backbone:str|Path, seed:int=0, dtype=torch.float32):
     "(model, tokenizer): `AutoModelForSequenceClassification` with one label on the backbone of the causal LM in `backbone`."
     from transformers import AutoModelForSequenceClassification
     from alpacafarm_nb.models import load_tokenizer
     tok = load_tokenizer(backbone)
     new_pad = tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id
-    if new_pad: tok.add_special_tokens(dict(pad_token='<|rm_pad|>'))
+    if new_pad: tok.add_special_tokens(dict(pad_token=RM_PAD_TOKEN))
     restore = _quiet_transformers()
     try:
         with torch.random.fork_rng(devices=[]):

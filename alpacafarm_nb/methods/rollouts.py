@@ -20,7 +20,7 @@ from ..data import format_prompt
 from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs, collate_prompt_response, _eos_ids
 from ..trainer import stream_indices, data_fingerprint, _mixed_precision, TrainingRun
 from ..preferences import load_instructions
-from .reward_model import check_reward_model_folder, load_reward_model
+from .reward_model import check_reward_model_folder, load_reward_model, RM_PAD_TOKEN
 
 
 # %% auto #0
@@ -299,8 +299,11 @@ def _token_stats(ro:dict, kl_coef:float, clamp:bool) -> StepStats:
     return st
 
 def check_same_tokenizer(tok_a, tok_b, what:str='reward model'):
-    "A `ValueError` when two tokenizers differ (a reward model must read the policy's token ids)."
-    if tok_a.get_vocab() != tok_b.get_vocab():
+    """A `ValueError` when two tokenizers differ (a reward model must read the policy's token ids). The reward model's own pad
+    token (`RM_PAD_TOKEN`, added after the policy's vocabulary when the policy pads with EOS) is not a difference."""
+    vb = tok_b.get_vocab()
+    if vb.get(RM_PAD_TOKEN, -1) >= len(tok_a): vb = {k: v for k, v in vb.items() if k != RM_PAD_TOKEN}
+    if tok_a.get_vocab() != vb:
         raise ValueError(f"the {what}'s tokenizer differs from the policy's ({len(tok_b)} vs {len(tok_a)} tokens): it cannot score the policy's token ids")
 
 
