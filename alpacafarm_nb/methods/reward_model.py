@@ -106,7 +106,7 @@ def make_reward_model(backbone:str|Path, seed:int=0, dtype=torch.float32):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(str(backbone), num_labels=1, dtype=dtype,
-                                                                       pad_token_id=tok.pad_token_id)
+                                                                       pad_token_id=None if new_pad else tok.pad_token_id)
     finally: restore()
     if new_pad: model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
