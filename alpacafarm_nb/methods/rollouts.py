@@ -21,6 +21,7 @@ from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs,
 from ..trainer import stream_indices, data_fingerprint, _mixed_precision, TrainingRun
 from ..preferences import load_instructions
 from .reward_model import check_reward_model_folder, load_reward_model, RM_PAD_TOKEN
+from ..models import LoRAConfig, apply_lora, is_lora, lora_reference, save_merged
 
 
 # %% auto #0
@@ -31,7 +32,7 @@ __all__ = ['RLConfig', 'prepare_prompts', 'reward_scores', 'token_values', 'valu
 
 # %% ../../nbs/44_rollouts.ipynb #191d98cd
 @dataclass
-class RLConfig(Config):
+class RLConfig(LoRAConfig):
     "Hyperparameters every RL method shares (AlpacaFarm's PPO defaults)."
     seed: int = 0
     max_steps: int = 390                 # rollout steps (AlpacaFarm: 10 epochs of 20k prompts at 512 per step ~ 390)
@@ -90,7 +91,8 @@ def _backbone_hidden(seq_model, prompt_ids, response_ids, pad_token_id:int):
     b = collate_prompt_response(prompt_ids, response_ids, pad_token_id)
     ids, attn = b['input_ids'].to(device), b['attention_mask'].to(device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    h = seq_model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+    core = seq_model.get_base_model() if is_lora(seq_model) else seq_model           # a LoRA value model: its backbone, adapters on
+    h = core.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
     plen = torch.tensor([len(p) for p in prompt_ids], device=device)
     tlen = plen + torch.tensor([len(r) for r in response_ids], device=device)
     return h, plen, tlen
@@ -390,7 +392,7 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     """Train `policy` with `algorithm` on `prompts` (formatted texts with their token ids); see above. Returns a summary.
 
     The reward is `reward_model` (a sequence-classification model read at the last token) or `reward_fn`. The reference is a
-    frozen copy of the initial `policy` unless `ref_policy` is given. `stop_after=k` stops after step k as if killed (tests)."""
+    frozen copy of the initial `policy` unless `ref_policy` is given; with `lora_rank` > 0 it is the policy with its adapter off. `stop_after=k` stops after step k as if killed (tests)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))   # reads how it was launched (processes, cpu)
@@ -402,7 +404,10 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     if ref_policy is not None and ref_policy.get_input_embeddings().weight.shape[0] != policy.get_input_embeddings().weight.shape[0]:
         raise ValueError("the reference policy's vocabulary differs from the policy's")
     set_seed(cfg.seed)
-    ref = frozen(ref_policy if ref_policy is not None else copy.deepcopy(policy), acc.device)   # the frozen initial policy
+    policy = apply_lora(policy, cfg)                                                  # lora_rank > 0: adapters only
+    if algorithm.needs_value and value_model is not None: value_model = apply_lora(value_model, cfg)
+    if is_lora(policy) and ref_policy is None: ref = lora_reference(policy)         # the frozen base: adapter off, no copy
+    else: ref = frozen(ref_policy if ref_policy is not None else copy.deepcopy(policy), acc.device)   # the frozen initial policy
     reward_fn = reward_function(reward_model, reward_fn, pad, cfg.sample_batch_size, acc.device)
     model = PolicyAndValue(policy, value_model if algorithm.needs_value else None).eval()   # dropout off: ratios start at 1
     model, opt, sched = adam_with_warmup(acc, model, cfg)
@@ -443,7 +448,8 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     if pbar: pbar.close()
     acc.wait_for_everyone()
     if acc.is_main_process:
-        inner.policy.save_pretrained(out_dir); tokenizer.save_pretrained(out_dir)
+        inner.policy.save_pretrained(out_dir); tokenizer.save_pretrained(out_dir)                # LoRA: the adapter
+        if cfg.merge_lora and is_lora(inner.policy): save_merged(inner.policy, tokenizer, out_dir/'merged')
         if inner.value_model is not None: inner.value_model.save_pretrained(out_dir/'value_model')
     acc.wait_for_everyone()
     ckpts = sorted(str(p/'policy') for p in (out_dir/'checkpoints').glob('step_*') if (p/'policy').is_dir())
