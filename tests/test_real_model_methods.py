@@ -221,3 +221,72 @@ def test_binary_methods(smol, pairs, method, tmp_path):
     FIGURES[method] = dict(loss=[round(x, 4) for x in loss], seconds=round(time.perf_counter() - t0, 1))
     assert len(loss) == 2 and all(math.isfinite(x) for x in loss)
     _loads_causal(tmp_path)
+
+
+# LoRA (PEFT): adapters on the real model; the reference is the base with the adapter off (no second copy of the weights)
+LORA = dict(lora_rank=8, lora_alpha=16.0, lora_dropout=0.0)
+
+
+def _logprobs(model, tok, rows):
+    from alpacafarm_nb.data import format_prompt
+    from alpacafarm_nb.sampling import encode_prompts, encode_responses, response_logprobs
+    P = encode_prompts(tok, [format_prompt(r['instruction'], r['input'], tok) for r in rows])
+    R = encode_responses(tok, [r['output'] for r in rows])
+    with torch.no_grad(): return response_logprobs(model.eval(), P, R, pad_token_id=tok.pad_token_id)[0]
+
+
+def test_lora_sft_adapter_reloads(smol, demos, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from alpacafarm_nb.methods.sft import SFTConfig, sft
+    cfg = SFTConfig(lr=1e-3, max_steps=2, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, max_length=96, log_every=1,
+                    lora_target_modules='q_proj,v_proj', merge_lora=True, **LORA, **QUIET)
+    model, tok = fresh(smol)
+    t0 = time.perf_counter()
+    sft((model, tok), demos[:8], tmp_path, config=cfg)
+    loss = [m['loss'] for m in _metrics(tmp_path)]
+    ours = _logprobs(model, tok, demos[:2])                    # the in-memory model (adapters merged in place at the save)
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(smol[0]), str(tmp_path))
+    base = _logprobs(smol[0], smol[1], demos[:2])
+    size = (tmp_path/'adapter_model.safetensors').stat().st_size
+    FIGURES['lora_sft'] = dict(loss=[round(x, 4) for x in loss], adapter_bytes=size, seconds=round(time.perf_counter() - t0, 1),
+                               max_logprob_change_vs_base=round(float((ours - base).abs().max()), 4))
+    assert size < 5e6 and not (tmp_path/'model.safetensors').exists()             # the adapter, not 135M weights
+    torch.testing.assert_close(_logprobs(reloaded, tok, demos[:2]), ours, atol=1e-4, rtol=0)
+    torch.testing.assert_close(_logprobs(AutoModelForCausalLM.from_pretrained(str(tmp_path/'merged')), tok, demos[:2]), ours, atol=1e-4, rtol=0)
+    assert float((ours - base).abs().max()) > 1e-3                                # lr 1e-3 moved it
+
+
+def test_lora_dpo_starts_at_ln2(smol, pairs, tmp_path):
+    from alpacafarm_nb.methods.dpo import DPOConfig, dpo
+    cfg = DPOConfig(lr=1e-4, max_steps=2, batch_size=4, micro_batch_size=4, warmup_ratio=0.0, max_length=96, log_every=1,
+                    ref_batch_size=8, **LORA, **QUIET)
+    t0 = time.perf_counter()
+    dpo(fresh(smol), pairs[:8], tmp_path, config=cfg)
+    m = _metrics(tmp_path)
+    FIGURES['lora_dpo'] = dict(loss=[round(r['loss'], 4) for r in m], seconds=round(time.perf_counter() - t0, 1))
+    assert abs(m[0]['loss'] - math.log(2)) < 1e-3 and (tmp_path/'adapter_model.safetensors').is_file()
+
+
+def test_lora_reward_model(folder, pairs, tmp_path):
+    from alpacafarm_nb.methods.reward_model import RewardModelConfig, train_reward_model, load_reward_model
+    cfg = RewardModelConfig(lr=1e-3, max_steps=2, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, max_length=96, eval_pairs=4,
+                            crowd_humans=0, log_every=1, eval_batch_size=16, merge_lora=True, **LORA, **QUIET)
+    t0 = time.perf_counter()
+    s = train_reward_model(folder, pairs[:20], tmp_path, config=cfg)
+    FIGURES['lora_reward_model'] = dict(loss=[round(r['loss'], 4) for r in _metrics(tmp_path)], heldout=s['eval'],
+                                        seconds=round(time.perf_counter() - t0, 1))
+    assert (tmp_path/'adapter_model.safetensors').is_file()
+    model, _ = load_reward_model(tmp_path/'merged', device='cpu')                 # the merged reward model is a plain folder
+    assert type(model).__name__ == 'LlamaForSequenceClassification'
+
+
+def test_lora_ppo(smol, rm_dir, instructions, tmp_path):
+    from alpacafarm_nb.methods.ppo import PPOConfig, ppo
+    t0 = time.perf_counter()
+    ppo(fresh(smol), str(rm_dir[0]), instructions[:8], tmp_path, config=_rl_cfg(PPOConfig, lr=1e-3, **LORA))
+    m = _rl_figures('lora_ppo', tmp_path, t0, ('loss', 'kl', 'reward', 'value_loss'))
+    assert len(m) == 2 and abs(m[0]['kl']) < 1e-3 and abs(m[1]['kl']) > 1e-4, [r['kl'] for r in m]   # the reference: adapter off
+    assert (tmp_path/'adapter_model.safetensors').is_file() and (tmp_path/'value_model'/'adapter_model.safetensors').is_file()
+    from alpacafarm_nb.models import load_policy
+    load_policy(tmp_path, device='cpu', dtype='fp32')                             # base + adapter, from the adapter folder

@@ -193,6 +193,9 @@ class DPOConfig(TrainConfig):
         'alpaca': dict(beta=0.1, lr=1e-6, epochs=2.0, batch_size=64, micro_batch_size=2, warmup_ratio=0.03, min_lr_ratio=0.0,
                        weight_decay=0.0, log_every=1, eval_every=50, save_every=100, mixed_precision='auto', max_length=512,
                        max_prompt_length=256, val_size=500),
+        # SmolLM2-135M-Instruct on one GPU (bf16 autocast where supported); sized, not yet measured on a GPU
+        'smollm2': dict(beta=0.1, lr=1e-6, epochs=2.0, batch_size=64, micro_batch_size=16, warmup_ratio=0.03, min_lr_ratio=0.0, weight_decay=0.0,
+                        log_every=10, eval_every=50, save_every=200, mixed_precision='auto', max_length=512, max_prompt_length=256, val_size=500),
     }
 
     def __post_init__(self):
