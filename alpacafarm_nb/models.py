@@ -7,15 +7,19 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/models.html.md"""
 # %% ../nbs/30_models.ipynb #b3a95a76
 from __future__ import annotations
 import json, os, re, tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from .config import Config, ConfigError
+
 # %% auto #0
 __all__ = ['POCKET_PRESETS', 'SPECIAL_TOKENS', 'HUB_ID_RE', 'MODEL_FILES', 'TOKENIZER_FILES', 'count_params', 'train_tokenizer',
            'make_pocket_model', 'save_policy', 'default_device', 'resolve_device', 'default_dtype', 'looks_local',
-           'load_tokenizer', 'load_policy']
+           'load_tokenizer', 'load_policy', 'LoRAConfig', 'is_lora', 'apply_lora', 'lora_reference', 'save_merged',
+           'load_lora_policy']
 
 # %% ../nbs/30_models.ipynb #7163b0bb
 POCKET_PRESETS = {
@@ -166,6 +170,8 @@ def load_policy(name_or_path:str|Path, dtype=None, device=None):
     from transformers import AutoModelForCausalLM
     device = resolve_device(device)
     dtype = _as_dtype(dtype) or default_dtype(device)
+    p = Path(str(name_or_path)).expanduser()
+    if (p/'adapter_config.json').is_file() and not (p/'config.json').is_file(): return load_lora_policy(p, dtype, device)   # LoRA
     _check_model_path(name_or_path)
     tok = load_tokenizer(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(str(Path(name_or_path).expanduser()) if looks_local(name_or_path) else str(name_or_path), dtype=dtype)
@@ -173,3 +179,55 @@ def load_policy(name_or_path:str|Path, dtype=None, device=None):
     if getattr(model, 'generation_config', None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model.to(device).eval(), tok
+
+# %% ../nbs/30_models.ipynb #c298b0d6
+@dataclass
+class LoRAConfig(Config):
+    "The LoRA fields every trainable method's config shares; `lora_rank` 0 (the default) is full fine-tuning."
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: str|None = None   # comma list of module names, or 'all-linear' (None: PEFT's default for the architecture)
+    merge_lora: bool = False               # also write the adapter merged into the base weights, to out_dir/merged
+
+def is_lora(model) -> bool:
+    "Whether `model` is a PEFT model (has adapters)."
+    return hasattr(model, 'peft_config') and hasattr(model, 'disable_adapter')
+
+def apply_lora(model, cfg):
+    """`model` wrapped with fresh LoRA adapters (PEFT) when `cfg.lora_rank` > 0, else `model` unchanged. A causal LM trains
+    its adapters; a sequence-classification model (reward, value) its adapters and its score head."""
+    r = int(getattr(cfg, 'lora_rank', 0) or 0)
+    if r < 0: raise ConfigError(f"lora_rank must be >= 0, got {r}")
+    if r == 0 or is_lora(model): return model
+    from peft import LoraConfig, get_peft_model
+    t = cfg.lora_target_modules
+    targets = None if not t else 'all-linear' if t.strip() == 'all-linear' else [m.strip() for m in t.split(',') if m.strip()]
+    task = 'SEQ_CLS' if type(model).__name__.endswith('ForSequenceClassification') else 'CAUSAL_LM'
+    lc = LoraConfig(r=r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, task_type=task)
+    return get_peft_model(model, lc)
+
+class lora_reference:
+    "The frozen base of a LoRA model: the same module called with its adapter disabled (the KL/DPO reference, no second copy)."
+    def __init__(self, model): self.model = model
+    def parameters(self): return self.model.parameters()
+    def __call__(self, *args, **kwargs):
+        with self.model.disable_adapter(): return self.model(*args, **kwargs)
+    def __getattr__(self, name): return getattr(self.model, name)
+
+def save_merged(model, tokenizer, out_dir:str|Path) -> Path:
+    "Merge a LoRA model's adapters into its weights (in place) and save a plain Hugging Face folder."
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out_dir)
+    if tokenizer is not None: tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
+
+def load_lora_policy(adapter_dir:str|Path, dtype=None, device=None):
+    "(model, tokenizer) of a saved adapter folder: its base (named in `adapter_config.json`) with the adapter merged in."
+    from peft import PeftModel
+    adapter_dir = Path(adapter_dir).expanduser()
+    base = json.loads((adapter_dir/'adapter_config.json').read_text()).get('base_model_name_or_path')
+    if not base: raise FileNotFoundError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
+    model, _ = load_policy(base, dtype=dtype, device=device)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    return model.eval(), load_tokenizer(adapter_dir if (adapter_dir/'tokenizer_config.json').is_file() else base)

@@ -324,7 +324,7 @@ def generate_outputs(policy, instructions:Sequence[dict], generator:str|None=Non
         generator = generator or getattr(model.config, '_name_or_path', None) or 'policy'
     for i, r in enumerate(instructions):
         if not isinstance(r.get('instruction'), str): raise DataError("missing or non-string instruction", None, i, 'instruction')
-    prompts = [format_prompt(r['instruction'], r.get('input') or '') for r in instructions]
+    prompts = [format_prompt(r['instruction'], r.get('input') or '', tokenizer) for r in instructions]
     samples = generate(model, tokenizer, prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                        top_p=top_p, top_k=top_k, batch_size=batch_size, seed=seed, progress=progress)
     rows = []

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .core import stable_rng, stable_hash, atomic_write_text
 from .config import Config, ConfigError
 from .sampling import IGNORE_INDEX, sequence_logprobs
+from .models import LoRAConfig, apply_lora, is_lora, save_merged
 
 # %% auto #0
 __all__ = ['TrainConfig', 'cosine_with_warmup', 'stream_indices', 'collate_lm', 'count_lm_units', 'lm_loss', 'example_length',
@@ -27,7 +28,7 @@ __all__ = ['TrainConfig', 'cosine_with_warmup', 'stream_indices', 'collate_lm', 
 
 # %% ../nbs/32_trainer.ipynb #51dd0f80
 @dataclass
-class TrainConfig(Config):
+class TrainConfig(LoRAConfig):
     "Hyper-parameters of `train` (see the notebook for what each does)."
     lr: float = 3e-4
     epochs: float = 1.0
@@ -345,6 +346,7 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
     total = int(cfg.max_steps) if cfg.max_steps else max(1, math.ceil(cfg.epochs * N / cfg.batch_size))
     warmup = math.ceil(cfg.warmup_ratio * total)
     set_seed(cfg.seed)
+    model = apply_lora(model, cfg)         # lora_rank > 0: adapters injected into `model` (in place); only they train
     opt = _adamw(model, cfg)
     model.train()
     model, opt = acc.prepare(model, opt)
@@ -389,14 +391,18 @@ def train(model, examples:Sequence[dict], out_dir:str|Path, config:TrainConfig|d
             acc.end_training()
             return dict(out_dir=str(out_dir), step=step, total_steps=total, stopped=True, val_loss=last_val)
     if pbar: pbar.close()
-    return _finish(model, acc, tokenizer, out_dir, step, total, last_val, last_val_metrics, run_tokens * world, run_t0)
+    return _finish(model, acc, tokenizer, out_dir, step, total, last_val, last_val_metrics, run_tokens * world, run_t0, cfg.merge_lora)
 
-def _finish(model, acc, tokenizer, out_dir:Path, step:int, total:int, last_val, last_val_metrics:dict, tokens:int, t0:float) -> dict:
-    "Save the final model (and tokenizer) to `out_dir`; the run's summary, with the last logged training loss."
+def _finish(model, acc, tokenizer, out_dir:Path, step:int, total:int, last_val, last_val_metrics:dict, tokens:int, t0:float,
+            merge_lora:bool=False) -> dict:
+    """Save the final model (and tokenizer) to `out_dir`; the run's summary, with the last logged training loss. A LoRA model
+    saves its adapter, and with `merge_lora` also the merged model in `out_dir/merged`."""
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
-    unwrapped.save_pretrained(out_dir, is_main_process=acc.is_main_process, save_function=acc.save, state_dict=acc.get_state_dict(model))
+    if is_lora(unwrapped): unwrapped.save_pretrained(out_dir, is_main_process=acc.is_main_process, state_dict=acc.get_state_dict(model))
+    else: unwrapped.save_pretrained(out_dir, is_main_process=acc.is_main_process, save_function=acc.save, state_dict=acc.get_state_dict(model))
     if tokenizer is not None and acc.is_main_process: tokenizer.save_pretrained(out_dir)
+    if merge_lora and is_lora(unwrapped) and acc.is_main_process: save_merged(unwrapped, tokenizer, out_dir/'merged')
     acc.end_training()
     wall = time.perf_counter() - t0
     summary = dict(out_dir=str(out_dir), step=step, total_steps=total, stopped=False, val_loss=last_val, train_loss=None,

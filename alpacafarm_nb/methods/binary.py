@@ -92,7 +92,7 @@ def conditioned_rows(pairs, positive:str=POSITIVE_TOKEN, negative:str=NEGATIVE_T
 
 def tokenize_conditioned(rows:Sequence[dict], tokenizer, max_length:int=512) -> list[dict]:
     "{input_ids, labels}: BOS + prompt + control token (no loss), then the output + EOS (the loss), truncated to `max_length`."
-    P = encode_prompts(tokenizer, [format_prompt(r['instruction'], r.get('input') or '') + r['control'] for r in rows])
+    P = encode_prompts(tokenizer, [format_prompt(r['instruction'], r.get('input') or '', tokenizer) + r['control'] for r in rows])
     R = encode_responses(tokenizer, [r['output'] for r in rows])
     out = []
     for p, r in zip(P, R):
@@ -151,7 +151,7 @@ def generate_conditioned(policy, instructions:Sequence[dict], control_token:str|
         raise ConfigError(f"the policy's tokenizer has no control token {control_token!r}: train it with reward conditioning first")
     for i, r in enumerate(instructions):
         if not isinstance(r.get('instruction'), str): raise DataError("missing or non-string instruction", None, i, 'instruction')
-    prompts = [format_prompt(r['instruction'], r.get('input') or '') + control_token for r in instructions]
+    prompts = [format_prompt(r['instruction'], r.get('input') or '', tok) + control_token for r in instructions]
     samples = generate(model, tok, prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                        batch_size=batch_size, seed=seed, progress=progress)
     rows = []

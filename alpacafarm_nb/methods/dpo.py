@@ -63,9 +63,10 @@ def preference_loss(logp_w:torch.Tensor, logp_l:torch.Tensor, ref_w:torch.Tensor
 
 # %% ../../nbs/48_dpo.ipynb #f7ed60f6
 def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, quiet:bool=False,
-                     with_instruction:bool=False) -> list[dict]:
+                     with_instruction:bool=False, tokenizer=None) -> list[dict]:
     """{prompt, chosen, rejected} (texts; with `with_instruction` also the row's instruction and input) of each usable pair
-    of a preference file (or its records); drops ties, missing labels and identical outputs, with a count on stderr."""
+    of a preference file (or its records); drops ties, missing labels and identical outputs, with a count on stderr. The prompt
+    is `format_prompt`'s for the policy's `tokenizer` (its chat template when it has one)."""
     if isinstance(pairs, (str, Path)): source, rows = pairs, read_records(pairs, 'pair')
     else:
         from alpacafarm_nb.core import validate_records
@@ -79,7 +80,7 @@ def preference_pairs(pairs:str|Path|Sequence[dict], source:str|Path|None=None, q
         if p == 1.5 or p == 0: dropped['tie'] += 1; continue    # 0: the old "draw" code
         if r['output_1'] == r['output_2']: dropped['identical'] += 1; continue
         w, l = (r['output_1'], r['output_2']) if p < 1.5 else (r['output_2'], r['output_1'])
-        out.append(dict(prompt=format_prompt(r['instruction'], r.get('input') or ''), chosen=w, rejected=l))
+        out.append(dict(prompt=format_prompt(r['instruction'], r.get('input') or '', tokenizer), chosen=w, rejected=l))
         if with_instruction: out[-1].update(instruction=r['instruction'], input=r.get('input') or '')
     if not out: raise DataError(f"no usable preference pair among {len(rows)} rows ({', '.join(f'{v} {k}' for k, v in dropped.items() if v)})", source)
     if any(dropped.values()) and not quiet:
@@ -192,6 +193,9 @@ class DPOConfig(TrainConfig):
         'alpaca': dict(beta=0.1, lr=1e-6, epochs=2.0, batch_size=64, micro_batch_size=2, warmup_ratio=0.03, min_lr_ratio=0.0,
                        weight_decay=0.0, log_every=1, eval_every=50, save_every=100, mixed_precision='auto', max_length=512,
                        max_prompt_length=256, val_size=500),
+        # SmolLM2-135M-Instruct on one GPU (bf16 autocast where supported); sized, not yet measured on a GPU
+        'smollm2': dict(beta=0.1, lr=1e-6, epochs=2.0, batch_size=64, micro_batch_size=16, warmup_ratio=0.03, min_lr_ratio=0.0, weight_decay=0.0,
+                        log_every=10, eval_every=50, save_every=200, mixed_precision='auto', max_length=512, max_prompt_length=256, val_size=500),
     }
 
     def __post_init__(self):
@@ -225,10 +229,12 @@ def dpo(policy, pairs, out_dir:str|Path, val_pairs=None, config:DPOConfig|None=N
     from alpacafarm_nb.trainer import train
     cfg = config if config is not None else DPOConfig.resolve(preset, overrides)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    data = preference_pairs(pairs) if isinstance(pairs, (str, Path)) or (pairs and 'output_1' in pairs[0]) else list(pairs)
+    from alpacafarm_nb.models import load_tokenizer
+    tok = load_tokenizer(policy) if isinstance(policy, (str, Path)) else policy[1]     # prompts in the policy's format, before any weights
+    data = preference_pairs(pairs, tokenizer=tok) if isinstance(pairs, (str, Path)) or (pairs and 'output_1' in pairs[0]) else list(pairs)
     val = None
     if val_pairs is not None:
-        val = preference_pairs(val_pairs) if isinstance(val_pairs, (str, Path)) or (val_pairs and 'output_1' in val_pairs[0]) else list(val_pairs)
+        val = preference_pairs(val_pairs, tokenizer=tok) if isinstance(val_pairs, (str, Path)) or (val_pairs and 'output_1' in val_pairs[0]) else list(val_pairs)
     elif cfg.val_size: data, val = split_held_out(data, cfg.val_size, stable_rng(cfg.seed, 'held_out'))
     model, tok = _load(policy)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0

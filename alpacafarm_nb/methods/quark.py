@@ -44,6 +44,9 @@ _QUARK_PRESETS = {
                    warmup_steps=5, max_new_tokens=96, max_prompt_tokens=192, save_every=5, sample_batch_size=64, mixed_precision='no'),
     'pocket-quick': dict(max_steps=6, rollout_batch_size=16, minibatch_size=8, micro_batch_size=8, epochs_per_rollout=2, lr=1e-4,
                          warmup_steps=2, max_new_tokens=32, max_prompt_tokens=192, save_every=3, sample_batch_size=16, mixed_precision='no'),
+    # SmolLM2-135M-Instruct on one GPU (bf16 autocast where supported); sized, not yet measured on a GPU
+    'smollm2': dict(max_steps=200, rollout_batch_size=256, minibatch_size=64, micro_batch_size=16, epochs_per_rollout=2, lr=3e-6, warmup_steps=10,
+                    max_new_tokens=256, max_prompt_tokens=256, save_every=20, sample_batch_size=128, mixed_precision='auto'),
 }
 
 @dataclass

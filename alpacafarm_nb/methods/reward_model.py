@@ -21,9 +21,10 @@ from ..sampling import encode_prompts, encode_responses
 from ..trainer import TrainConfig, train, split_held_out, count_pairs
 
 # %% auto #0
-__all__ = ['RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss', 'reward_loss',
-           'make_reward_model', 'check_reward_model_folder', 'load_reward_model', 'reward_texts', 'score_rewards',
-           'pair_examples', 'evaluate_reward_model', 'train_reward_model', 'train_reward_cli', 'reward_cli']
+__all__ = ['RM_PAD_TOKEN', 'RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss',
+           'reward_loss', 'make_reward_model', 'check_reward_model_folder', 'load_reward_model', 'reward_texts',
+           'score_rewards', 'pair_examples', 'evaluate_reward_model', 'train_reward_model', 'train_reward_cli',
+           'reward_cli']
 
 # %% ../../nbs/41_reward_model.ipynb #a3d72fb0
 @dataclass
@@ -91,19 +92,21 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
     v = hf_logging.get_verbosity(); hf_logging.set_verbosity_error(); return lambda: hf_logging.set_verbosity(v)
 
+RM_PAD_TOKEN = '<|rm_pad|>'   # added when the backbone's tokenizer pads with EOS (SmolLM2, Llama): the reward is read at the EOS
+
 def make_reward_model(backbone:str|Path, seed:int=0, dtype=torch.float32):
     "(model, tokenizer): `AutoModelForSequenceClassification` with one label on the backbone of the causal LM in `backbone`."
     from transformers import AutoModelForSequenceClassification
     from alpacafarm_nb.models import load_tokenizer
     tok = load_tokenizer(backbone)
     new_pad = tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id
-    if new_pad: tok.add_special_tokens(dict(pad_token='<|rm_pad|>'))
+    if new_pad: tok.add_special_tokens(dict(pad_token=RM_PAD_TOKEN))
     restore = _quiet_transformers()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(str(backbone), num_labels=1, dtype=dtype,
-                                                                       pad_token_id=tok.pad_token_id)
+                                                                       pad_token_id=None if new_pad else tok.pad_token_id)
     finally: restore()
     if new_pad: model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
@@ -163,13 +166,14 @@ def score_rewards(rm, records:Sequence[dict], batch_size:int=32, output_key:str=
     for i, r in enumerate(records):
         if not isinstance(r.get('instruction'), str): raise DataError("missing or non-string instruction", None, i, 'instruction')
         if not isinstance(r.get(output_key), str): raise DataError(f"missing or non-string {output_key}", None, i, output_key)
-    prompts = [format_prompt(r['instruction'], r.get('input') or '') for r in records]
+    rm = load_reward_model(rm) if isinstance(rm, (str, Path)) else rm    # the prompt in the reward model's format (its chat template)
+    prompts = [format_prompt(r['instruction'], r.get('input') or '', rm[1]) for r in records]
     return reward_texts(rm, prompts, [r[output_key] for r in records], batch_size, max_length)
 
 # %% ../../nbs/41_reward_model.ipynb #1823ea23
 def pair_examples(pairs:Sequence[dict], tokenizer, max_length:int|None) -> list[dict]:
     "Training examples {chosen_input_ids, rejected_input_ids} of labelled pairs (preference 1 or 2)."
-    prompts = [format_prompt(p['instruction'], p.get('input') or '') for p in pairs]
+    prompts = [format_prompt(p['instruction'], p.get('input') or '', tokenizer) for p in pairs]
     o1 = encode_for_reward(tokenizer, prompts, [p['output_1'] for p in pairs], max_length)
     o2 = encode_for_reward(tokenizer, prompts, [p['output_2'] for p in pairs], max_length)
     return [dict(chosen_input_ids=a, rejected_input_ids=b) if p['preference'] == 1 else dict(chosen_input_ids=b, rejected_input_ids=a)

@@ -20,7 +20,8 @@ from ..data import format_prompt
 from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs, collate_prompt_response, _eos_ids
 from ..trainer import stream_indices, data_fingerprint, _mixed_precision, TrainingRun
 from ..preferences import load_instructions
-from .reward_model import check_reward_model_folder, load_reward_model
+from .reward_model import check_reward_model_folder, load_reward_model, RM_PAD_TOKEN
+from ..models import LoRAConfig, apply_lora, is_lora, lora_reference, save_merged
 
 
 # %% auto #0
@@ -31,7 +32,7 @@ __all__ = ['RLConfig', 'prepare_prompts', 'reward_scores', 'token_values', 'valu
 
 # %% ../../nbs/44_rollouts.ipynb #191d98cd
 @dataclass
-class RLConfig(Config):
+class RLConfig(LoRAConfig):
     "Hyperparameters every RL method shares (AlpacaFarm's PPO defaults)."
     seed: int = 0
     max_steps: int = 390                 # rollout steps (AlpacaFarm: 10 epochs of 20k prompts at 512 per step ~ 390)
@@ -77,7 +78,7 @@ class RLConfig(Config):
 # %% ../../nbs/44_rollouts.ipynb #f1ca1df5
 def prepare_prompts(tokenizer, instructions:Sequence[dict], max_prompt_tokens:int) -> tuple[list[str], list[list[int]], int]:
     "(prompt texts, prompt ids, number dropped): formatted, encoded with BOS, prompts over `max_prompt_tokens` dropped."
-    texts = [format_prompt(r['instruction'], r.get('input') or '') for r in instructions]
+    texts = [format_prompt(r['instruction'], r.get('input') or '', tokenizer) for r in instructions]
     ids = encode_prompts(tokenizer, texts)
     keep = [i for i, p in enumerate(ids) if len(p) <= max_prompt_tokens]
     return [texts[i] for i in keep], [ids[i] for i in keep], len(texts) - len(keep)
@@ -90,7 +91,8 @@ def _backbone_hidden(seq_model, prompt_ids, response_ids, pad_token_id:int):
     b = collate_prompt_response(prompt_ids, response_ids, pad_token_id)
     ids, attn = b['input_ids'].to(device), b['attention_mask'].to(device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    h = seq_model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+    core = seq_model.get_base_model() if is_lora(seq_model) else seq_model           # a LoRA value model: its backbone, adapters on
+    h = core.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
     plen = torch.tensor([len(p) for p in prompt_ids], device=device)
     tlen = plen + torch.tensor([len(r) for r in response_ids], device=device)
     return h, plen, tlen
@@ -299,8 +301,11 @@ def _token_stats(ro:dict, kl_coef:float, clamp:bool) -> StepStats:
     return st
 
 def check_same_tokenizer(tok_a, tok_b, what:str='reward model'):
-    "A `ValueError` when two tokenizers differ (a reward model must read the policy's token ids)."
-    if tok_a.get_vocab() != tok_b.get_vocab():
+    """A `ValueError` when two tokenizers differ (a reward model must read the policy's token ids). The reward model's own pad
+    token (`RM_PAD_TOKEN`, added after the policy's vocabulary when the policy pads with EOS) is not a difference."""
+    vb = tok_b.get_vocab()
+    if vb.get(RM_PAD_TOKEN, -1) >= len(tok_a): vb = {k: v for k, v in vb.items() if k != RM_PAD_TOKEN}
+    if tok_a.get_vocab() != vb:
         raise ValueError(f"the {what}'s tokenizer differs from the policy's ({len(tok_b)} vs {len(tok_a)} tokens): it cannot score the policy's token ids")
 
 
@@ -387,7 +392,7 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     """Train `policy` with `algorithm` on `prompts` (formatted texts with their token ids); see above. Returns a summary.
 
     The reward is `reward_model` (a sequence-classification model read at the last token) or `reward_fn`. The reference is a
-    frozen copy of the initial `policy` unless `ref_policy` is given. `stop_after=k` stops after step k as if killed (tests)."""
+    frozen copy of the initial `policy` unless `ref_policy` is given; with `lora_rank` > 0 it is the policy with its adapter off. `stop_after=k` stops after step k as if killed (tests)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))   # reads how it was launched (processes, cpu)
@@ -399,7 +404,10 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     if ref_policy is not None and ref_policy.get_input_embeddings().weight.shape[0] != policy.get_input_embeddings().weight.shape[0]:
         raise ValueError("the reference policy's vocabulary differs from the policy's")
     set_seed(cfg.seed)
-    ref = frozen(ref_policy if ref_policy is not None else copy.deepcopy(policy), acc.device)   # the frozen initial policy
+    policy = apply_lora(policy, cfg)                                                  # lora_rank > 0: adapters only
+    if algorithm.needs_value and value_model is not None: value_model = apply_lora(value_model, cfg)
+    if is_lora(policy) and ref_policy is None: ref = lora_reference(policy)         # the frozen base: adapter off, no copy
+    else: ref = frozen(ref_policy if ref_policy is not None else copy.deepcopy(policy), acc.device)   # the frozen initial policy
     reward_fn = reward_function(reward_model, reward_fn, pad, cfg.sample_batch_size, acc.device)
     model = PolicyAndValue(policy, value_model if algorithm.needs_value else None).eval()   # dropout off: ratios start at 1
     model, opt, sched = adam_with_warmup(acc, model, cfg)
@@ -440,7 +448,8 @@ def rl_train(algorithm:RLAlgorithm, policy, tokenizer, prompts:Sequence[str], pr
     if pbar: pbar.close()
     acc.wait_for_everyone()
     if acc.is_main_process:
-        inner.policy.save_pretrained(out_dir); tokenizer.save_pretrained(out_dir)
+        inner.policy.save_pretrained(out_dir); tokenizer.save_pretrained(out_dir)                # LoRA: the adapter
+        if cfg.merge_lora and is_lora(inner.policy): save_merged(inner.policy, tokenizer, out_dir/'merged')
         if inner.value_model is not None: inner.value_model.save_pretrained(out_dir/'value_model')
     acc.wait_for_everyone()
     ckpts = sorted(str(p/'policy') for p in (out_dir/'checkpoints').glob('step_*') if (p/'policy').is_dir())

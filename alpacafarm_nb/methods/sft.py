@@ -26,7 +26,7 @@ __all__ = ['tokenize_sft', 'pack_corpus', 'PretrainConfig', 'SFTConfig', 'load_r
 # %% ../../nbs/40_sft.ipynb #80d4ab28
 def tokenize_sft(rows:Sequence[dict], tokenizer, max_length:int=512, output_key:str='output') -> list[dict]:
     "Encode demonstrations as {input_ids, labels} with labels only on response tokens + EOS."
-    prompts = [format_prompt(r['instruction'], r.get('input') or '') for r in rows]
+    prompts = [format_prompt(r['instruction'], r.get('input') or '', tokenizer) for r in rows]
     for i, r in enumerate(rows):
         if not isinstance(r.get(output_key), str): raise DataError(f"missing or non-string {output_key}", None, i, output_key)
     P = encode_prompts(tokenizer, prompts)                                   # as sampling encodes them: BOS + prompt
