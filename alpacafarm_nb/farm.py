@@ -7,6 +7,7 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/farm.html.md"""
 # %% ../nbs/60_farm.ipynb #a77bf13a
 from __future__ import annotations
 import datetime, json, time
+import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Mapping, Sequence
 from . import __version__
 from .core import write_records, read_records, atomic_write_text, seed_everything, read_jsonl_prefix
 from .preferences import PreferenceConfig, sample_pairs, make_preferences, read_preferences, label_counts
+from .models import LoRAConfig
 from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
 from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources
@@ -25,9 +27,9 @@ from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, proven
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
-           'QUICK_OVERRIDES', 'PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset', 'world_stage',
-           'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'preference_samples_stage', 'preferences_stage',
-           'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
+           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset',
+           'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'preference_samples_stage',
+           'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
            'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
            'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages', 'plan_farm', 'run_farm']
 
@@ -76,7 +78,13 @@ def _sft10k(run:StageRunner) -> str: return str(run.out/'models'/'sft10k')
 
 def _train_summary(s:Mapping) -> dict: return {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
-def _ident(c) -> dict: return {k: v for k, v in c.to_dict().items() if k != 'progress'}      # progress bars change no result
+LORA_FIELDS = frozenset(f.name for f in dataclasses.fields(LoRAConfig))
+
+def _ident(c) -> dict:
+    "A config's part of a stage identity: progress bars change no result; LoRA's fields count only when LoRA is on (a full fine-tune hashes as before LoRA existed, so older run folders resume)."
+    d = c.to_dict()
+    drop = {'progress'} | (set() if d.get('lora_rank') else LORA_FIELDS)
+    return {k: v for k, v in d.items() if k not in drop}
 
 def world_stage(run, cfg):
     w, ev = world_of(run, cfg), eval_set(run, cfg)
