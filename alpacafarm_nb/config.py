@@ -150,6 +150,8 @@ def add_config_args(parser, config_cls, default_preset:str|None='pocket'):
     parser.add_argument('--config', default=None, metavar='FILE', help='YAML/JSON mapping of hyperparameters (applied after the preset)')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help=f'override one hyperparameter (repeatable), e.g. --set lr=1e-4; keys: {", ".join(config_cls.field_types())}')
+    if 'merge_lora' in config_cls.field_types():     # the LoRA methods: the adapter is always saved; --merge also writes it merged
+        parser.add_argument('--merge', action='store_true', help='with --set lora_rank=R: also write the adapter merged into the base weights (OUT/merged)')
     return parser
 
 def read_config_file(path:str|Path) -> dict:
@@ -170,5 +172,6 @@ def config_from_args(config_cls, args, **explicit):
     over.pop('preset', None)
     try: over.update(parse_sets(getattr(args, 'set', None) or []))
     except ConfigError: raise
+    if getattr(args, 'merge', False): over['merge_lora'] = True
     over.update({k: v for k, v in explicit.items() if v is not None})
     return config_cls.resolve(getattr(args, 'preset', None), over)
