@@ -362,8 +362,14 @@ def generate_cli(argv:list[str]|None=None) -> int:
     if a.limit is not None and a.limit < 1: raise ValueError(f"--limit must be >= 1, got {a.limit}")
     rows = read_records(a.instructions, kind='instruction')
     if a.limit: rows = rows[:a.limit]
-    out = generate_outputs(a.model, rows, generator=a.generator, n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                           top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size, seed=a.seed, device=a.device, progress=True)
+    from alpacafarm_nb.models import load_policy
+    policy = load_policy(a.model, device=a.device)
+    t1 = time.perf_counter()
+    out, samples = generate_outputs(policy, rows, generator=a.generator or Path(str(a.model)).name, n=a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                                    top_p=a.top_p, top_k=a.top_k, batch_size=a.batch_size, seed=a.seed, device=a.device, progress=True,
+                                    return_samples=True)
+    n_new, t_sample = sum(len(x['token_ids']) for x in samples), time.perf_counter() - t1   # sampling only (the load is in the total time)
     write_records(out, a.out)
-    print(f"wrote {len(out)} outputs of {out[0]['generator'] if out else a.model} to {a.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    print(f"wrote {len(out)} outputs of {out[0]['generator'] if out else a.model} to {a.out} in {time.perf_counter() - t0:.1f}s "
+          f"({n_new} new tokens, {n_new / max(t_sample, 1e-9):.1f} tokens/s while sampling)", file=sys.stderr)
     return 0
