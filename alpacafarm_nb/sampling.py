@@ -19,9 +19,10 @@ from .core import read_records, write_records, DataError, stable_int, check_writ
 from .data import format_prompt
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'sample_batch', 'encode_prompts',
-           'check_sampling_args', 'generate', 'encode_responses', 'collate_prompt_response', 'sequence_logprobs',
-           'response_logprobs', 'score_responses', 'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
+__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'kv_cache_kwarg', 'kv_cache_of',
+           'sample_batch', 'encode_prompts', 'check_sampling_args', 'generate', 'encode_responses',
+           'collate_prompt_response', 'sequence_logprobs', 'response_logprobs', 'score_responses', 'score_texts',
+           'time_sampling', 'generate_outputs', 'generate_cli']
 
 # %% ../nbs/31_sampling.ipynb #d5bf6535
 def _nucleus_by_sort(logits:torch.Tensor, top_p:float) -> torch.Tensor:
@@ -98,6 +99,17 @@ def next_token(logits:torch.Tensor, temperature:float=1.0, top_k:int=0, top_p:fl
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 # %% ../nbs/31_sampling.ipynb #f81132bf
+def kv_cache_kwarg(model) -> str:
+    "The forward argument that takes a KV cache: `cache` in transformers 5 (where `past_key_values` is deprecated), else `past_key_values`."
+    import inspect
+    try: return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
+    except (TypeError, ValueError): return 'past_key_values'
+
+def kv_cache_of(out):
+    "The KV cache a forward returned, under either name (reading `past_key_values` in transformers 5 warns)."
+    cache = out.get('cache') if hasattr(out, 'get') else None
+    return cache if cache is not None else out.past_key_values
+
 def _select_cache(past, keep:torch.Tensor):
     "Keep the batch rows `keep` of a KV cache (a transformers Cache object or a legacy tuple of (k, v) tuples)."
     if hasattr(past, 'batch_select_indices'):
@@ -123,7 +135,8 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
     input_ids, attn = input_ids.to(device), attn.to(device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    logits, past, next_pos = out.logits[:, -1], out.past_key_values, pos[:, -1:] + 1
+    logits, past, next_pos = out.logits[:, -1], kv_cache_of(out), pos[:, -1:] + 1
+    cache_kw = kv_cache_kwarg(model)
     rows = torch.arange(B, device=device)                    # original index of each row still in the batch
     toks = [[] for _ in range(B)]; lps = [[] for _ in range(B)]; reason = ['length'] * B
     if row_keys is not None and len(row_keys) != B: raise ValueError(f"{len(row_keys)} row_keys for {B} prompts")
@@ -143,8 +156,8 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
                 rows, t, attn, next_pos = rows[keep], t[keep], attn[keep], next_pos[keep]
                 past = _select_cache(past, keep)
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
-        out = model(input_ids=t[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=past, use_cache=True)
-        logits, past, next_pos = out.logits[:, -1], out.past_key_values, next_pos + 1
+        out = model(input_ids=t[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **{cache_kw: past})
+        logits, past, next_pos = out.logits[:, -1], kv_cache_of(out), next_pos + 1
     if not prune_finished:
         for r in range(B):
             hit = [k for k, x in enumerate(toks[r]) if x in eos.tolist()]
