@@ -196,7 +196,7 @@ class OpenAIJudge(Judge):
         """One reply, its price and, when there is no reply, why: 'transient' (retries exhausted) or 'rejected' (a 400).
         Raises `JudgeConfigError` on 401/403/404 and `JudgeUnreachable` when the endpoint is refused, unknown or hung."""
         import openai
-        client, ep, attempt = self.client, self.endpoint, 0
+        ep, attempt = self.endpoint, 0
         while True:
             retry_after, connect = None, None
             ep.acquire()

@@ -21,7 +21,6 @@ FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsabl
 
 def _http_server(address, handler):
     "A threading HTTP server for many clients at once (imported here: clients of the judges never need http.server)."
-    import sys
     from http.server import ThreadingHTTPServer
     class Server(ThreadingHTTPServer):
         request_queue_size = 1024     # hundreds of clients connect at once; the default backlog of 5 drops their SYNs (1 s stalls)
