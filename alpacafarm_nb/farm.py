@@ -298,7 +298,8 @@ def run_farm(out:str|Path, preset:str='pocket', seed:int=0, force:bool=False, pr
                    methods=methods.to_dict('records'), overoptimization=overopt.to_dict('records'),
                    selected_checkpoints={n[len('checkpoints_'):]: s['selected'] for n, s in runner.summaries.items() if n.startswith('checkpoints_') and 'selected' in s},
                    ranking=rank, annotation_cost=run_annotation_cost(out, cfg, output_names), leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
-                   stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16], **runner.memory.get(n, {}))
+                   stages={n: dict(seconds=runner.seconds[n], action=runner.actions[n], identity=runner.identities[n][:16], **runner.memory.get(n, {}),
+                                   **({'work': runner.work[n]} if n in runner.work else {}))   # work: tokens and FLOPs (stages.StageRunner)
                            for n in runner.seconds},
                    timings_s={k: round(v, 2) for k, v in timings.items()}, peak_memory_mb=round(peak_memory_mb(), 1),
                    files=dict(leaderboard='leaderboard.csv', methods='methods.csv', overoptimization='overoptimization.csv', ranking='ranking.json',
@@ -327,7 +328,7 @@ def _run_seeds(out:Path, preset:str, cfg:Mapping, seeds:list, force:bool, progre
                    methods=methods.to_dict('records'), methods_by_seed=by_seed.to_dict('records'), overoptimization=overopt.to_dict('records'),
                    ranking=rank, annotation_cost=dict(costs[seeds[0]], per_seed=costs, total=total),
                    leaderboard={j: b.reset_index().to_dict('records') for j, b in boards.items()},
-                   seed_runs={s: dict(folder=str(f.relative_to(out)) or '.', stages={n: dict(seconds=r.seconds[n], action=r.actions[n], identity=r.identities[n][:16])
+                   seed_runs={s: dict(folder=str(f.relative_to(out)) or '.', stages={n: dict(seconds=r.seconds[n], action=r.actions[n], identity=r.identities[n][:16], **({'work': r.work[n]} if n in r.work else {}))
                                                                                   for n in r.seconds},
                                       selected_checkpoints={n[len('checkpoints_'):]: x['selected'] for n, x in r.summaries.items() if n.startswith('checkpoints_') and 'selected' in x})
                               for s, f, r, _, _ in runs},

@@ -16,10 +16,10 @@ import torch
 from .config import Config, ConfigError
 
 # %% auto #0
-__all__ = ['POCKET_PRESETS', 'SPECIAL_TOKENS', 'HUB_ID_RE', 'MODEL_FILES', 'TOKENIZER_FILES', 'count_params', 'train_tokenizer',
-           'make_pocket_model', 'save_policy', 'default_device', 'resolve_device', 'default_dtype', 'looks_local',
-           'load_tokenizer', 'load_policy', 'LoRAConfig', 'is_lora', 'apply_lora', 'lora_reference', 'save_merged',
-           'load_lora_policy']
+__all__ = ['POCKET_PRESETS', 'SPECIAL_TOKENS', 'WORK', 'HUB_ID_RE', 'MODEL_FILES', 'TOKENIZER_FILES', 'count_params',
+           'train_tokenizer', 'make_pocket_model', 'save_policy', 'matmul_params', 'WorkCounter', 'count_forward',
+           'default_device', 'resolve_device', 'default_dtype', 'looks_local', 'load_tokenizer', 'load_policy',
+           'LoRAConfig', 'is_lora', 'apply_lora', 'lora_reference', 'save_merged', 'load_lora_policy']
 
 # %% ../nbs/30_models.ipynb #7163b0bb
 POCKET_PRESETS = {
@@ -77,6 +77,53 @@ def save_policy(model, tokenizer, out_dir:str|Path) -> Path:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+# %% ../nbs/30_models.ipynb #8f80557c
+def matmul_params(model) -> tuple[int, int]:
+    "(body, head): the weights `model`'s matrix products use, its output head (`lm_head`, `score`) apart; the input embedding is a lookup and not counted."
+    from transformers.pytorch_utils import Conv1D
+    head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
+    head = head if head is not None else getattr(model, 'score', None)
+    seen, body, n_head = set(), 0, 0
+    for m in model.modules():
+        w = getattr(m, 'weight', None)
+        if not isinstance(m, (torch.nn.Linear, Conv1D)) or w is None or id(w) in seen: continue
+        seen.add(id(w))
+        if m is head: n_head = w.numel()
+        else: body += w.numel()
+    return body, n_head
+
+class WorkCounter:
+    """Tokens pushed through models and their analytic FLOPs, by kind: `generate` (the sampler's prefill and decode forwards),
+    `forward` (other forward-only passes: scoring, reference log-probs, evaluation) and `train` (forward + backward);
+    `generated` counts the sampled tokens themselves."""
+    KINDS = ('generate', 'forward', 'train')
+    def __init__(self): self.reset()
+    def reset(self):
+        self.tokens, self.flops, self.generated = dict.fromkeys(self.KINDS, 0), dict.fromkeys(self.KINDS, 0), 0
+    def snapshot(self) -> dict:
+        return dict(tokens=dict(self.tokens), flops=dict(self.flops), generated_tokens=self.generated)
+    def since(self, before:dict, seconds:float|None=None) -> dict:
+        "The work done since `before` (a `snapshot`), with tokens/s and FLOP/s over `seconds` when given."
+        now = self.snapshot()
+        tokens = {k: now['tokens'][k] - before['tokens'].get(k, 0) for k in self.KINDS}
+        flops = {k: now['flops'][k] - before['flops'].get(k, 0) for k in self.KINDS}
+        out = dict(tokens=tokens, generated_tokens=now['generated_tokens'] - before['generated_tokens'], flops=flops, total_flops=sum(flops.values()))
+        if seconds: out.update(tokens_per_s=round(sum(tokens.values()) / seconds, 1), flops_per_s=round(out['total_flops'] / seconds))
+        return out
+
+WORK = WorkCounter()
+
+def count_forward(model, tokens:int, head_tokens:int|None=None, kind:str|None=None, generated:int=0):
+    """Add one forward of `model` over `tokens` tokens (its head over `head_tokens`, default all) to `WORK`: 2 FLOPs per weight
+    per token, 6 when autograd records it through trainable weights (kind `train`, a backward follows), else kind `forward`."""
+    if kind is None:
+        kind = 'train' if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()) else 'forward'
+    body, head = matmul_params(model)
+    per = 6 if kind == 'train' else 2
+    WORK.tokens[kind] += int(tokens)
+    WORK.flops[kind] += per * (body * int(tokens) + head * int(tokens if head_tokens is None else head_tokens))
+    WORK.generated += int(generated)
 
 # %% ../nbs/30_models.ipynb #822d407f
 def default_device() -> torch.device:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .core import read_records, write_records, DataError, stable_int, check_writable_output
 from .data import format_prompt
+from .models import count_forward
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'kv_cache_kwarg', 'kv_cache_of',
@@ -132,6 +133,7 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
     for i, p in enumerate(prompt_ids):
         if len(p) == 0: raise ValueError(f"prompt {i} is empty (encode with add_special_tokens=True to start with BOS)")
         input_ids[i, L - len(p):] = torch.tensor(list(p)); attn[i, L - len(p):] = 1
+    prompt_tokens, forwarded = int(attn.sum()), 0                  # for the work counter (models.WORK)
     input_ids, attn = input_ids.to(device), attn.to(device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -157,7 +159,10 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
                 past = _select_cache(past, keep)
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
         out = model(input_ids=t[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **{cache_kw: past})
+        forwarded += t.shape[0]
         logits, past, next_pos = out.logits[:, -1], kv_cache_of(out), next_pos + 1
+    count_forward(model, prompt_tokens, head_tokens=B, kind='generate')      # the prefill keeps only the last position's logits
+    count_forward(model, forwarded, kind='generate', generated=sum(len(x) for x in toks))
     if not prune_finished:
         for r in range(B):
             hit = [k for k, x in enumerate(toks[r]) if x in eos.tolist()]
@@ -252,6 +257,7 @@ def sequence_logprobs(model, input_ids:torch.Tensor, attention_mask:torch.Tensor
     "log p(labels[:, t+1] | input_ids[:, :t+1]) at each labelled position, shape (B, L-1), 0 elsewhere; keeps gradients."
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits[:, :-1].float()
+    count_forward(model, int(attention_mask.sum()))
     if temperature and temperature > 0 and temperature != 1.0: logits = logits / temperature
     target = labels[:, 1:]
     mask = target != IGNORE_INDEX

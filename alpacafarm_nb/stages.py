@@ -20,6 +20,7 @@ from .world import make_world, REFERENCE_SYSTEM, DEFAULT_SIZES
 from .annotators import annotate_vs_reference, join_reference
 from .expected import pool_has_probabilities, expected_vs_reference
 from .evaluate import leaderboard
+from .models import WORK
 from .sampling import generate_outputs
 from .methods.binary import generate_conditioned
 from .pocket_judges import annotation_cost
@@ -82,6 +83,7 @@ class StageRunner:
         self.out, self.force, self.log = Path(out), force, log or globals()['log']
         self.expected = expected or (lambda name: 10.0)   # first guess of a stage's seconds (for the ETA) when no run of it is on disk
         self.identities, self.summaries, self.seconds, self.actions, self.memory = {}, {}, {}, {}, {}
+        self.work = {}                      # {stage: the tokens and FLOPs it pushed through models (models.WORK), with its rates}
         self.state_dir = self.out/'stages'
         self.memo = {}                      # in-memory values the stage functions share (the farm's world)
 
@@ -149,13 +151,14 @@ def _run_one(self:StageRunner, st:Stage, tag:str, why:str, eta:float):
     atomic_write_text(self.state_dir/f'{st.name}.started.json', json.dumps(record, indent=1))
     self.log(f"{tag}: {'redo' if why not in ('new', 'resuming an unfinished run') else 'run'} ({why})" + (f": {st.describe}" if st.describe else '')
              + f" ... ETA {_duration(eta)}")
-    t0, peak0 = time.time(), peak_memory_mb()
+    t0, peak0, work0 = time.time(), peak_memory_mb(), WORK.snapshot()
     summary = _json_safe(st.fn(self) or {})
     self.seconds[st.name] = round(time.time() - t0, 2)
+    self.work[st.name] = WORK.since(work0, max(self.seconds[st.name], 1e-3))
     peak = peak_memory_mb()
     self.memory[st.name] = dict(peak_memory_mb=round(peak, 1), peak_memory_increase_mb=round(peak - peak0, 1))
     self.summaries[st.name], self.actions[st.name] = summary, f"ran ({why})"
-    atomic_write_text(self.state_dir/f'{st.name}.json', json.dumps(dict(record, summary=summary, seconds=self.seconds[st.name],
+    atomic_write_text(self.state_dir/f'{st.name}.json', json.dumps(dict(record, summary=summary, seconds=self.seconds[st.name], work=self.work[st.name],
                       finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), indent=1, default=str))
     (self.state_dir/f'{st.name}.started.json').unlink(missing_ok=True)
 
@@ -174,6 +177,7 @@ def run(self:StageRunner, stages:Sequence[Stage]) -> dict:
         tag = f"{k}/{len(stages)} {st.name}"
         if not self.force and done is not None and done['identity'] == ident:
             self.summaries[st.name], self.seconds[st.name], self.actions[st.name] = done.get('summary', {}), done.get('seconds', 0.0), 'skipped'
+            if 'work' in done: self.work[st.name] = done['work']      # the work of the run that made it
             self.log(f"{tag}: done before, skipped"); continue
         why, keep = self._reason(st, done, started, ident)
         if not keep: self._clear(st)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..core import stable_rng, atomic_write_text
 from ..config import ConfigError
 from ..sampling import collate_prompt_response
+from ..models import count_forward
 from ..trainer import stream_indices, _mixed_precision, TrainingRun
 from .rollouts import (RLConfig, rollout, batched_logprobs, StepStats, rl_inputs, rl_fingerprint,
                                             frozen, reward_function, adam_with_warmup, optimizer_step, rl_cli, _token_stats)
@@ -86,6 +87,7 @@ def response_logits(model, prompt_ids:Sequence[Sequence[int]], response_ids:Sequ
     ids, attn = b['input_ids'].to(device), b['attention_mask'].to(device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits.float()
+    count_forward(model, int(b['attention_mask'].sum()))     # the work counter (models.WORK)
     if temperature and temperature > 0 and temperature != 1.0: logits = logits / temperature
     R = max(1, max(len(r) for r in response_ids))
     start = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)[:, None]      # the position before response token 0

@@ -19,6 +19,7 @@ from ..config import ConfigError, add_config_args, config_from_args
 from ..data import format_prompt
 from ..sampling import encode_prompts, encode_responses
 from ..trainer import TrainConfig, train, split_held_out, count_pairs
+from ..models import count_forward
 
 # %% auto #0
 __all__ = ['RM_PAD_TOKEN', 'RewardModelConfig', 'encode_for_reward', 'rewards_of_batch', 'collate_reward_pairs', 'bt_loss',
@@ -65,6 +66,7 @@ def _pad_right(seqs:Sequence[Sequence[int]], pad_token_id:int) -> dict:
 
 def rewards_of_batch(model, input_ids:torch.Tensor, attention_mask:torch.Tensor) -> torch.Tensor:
     "Rewards (B,) of right-padded sequences: the model's own pooled score (last non-pad token); keeps gradients."
+    count_forward(model, int(attention_mask.sum()))     # the work counter (models.WORK)
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
 
 # %% ../../nbs/41_reward_model.ipynb #ae53e74e

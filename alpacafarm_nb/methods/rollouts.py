@@ -21,7 +21,7 @@ from ..sampling import sample_batch, row_key, encode_prompts, response_logprobs,
 from ..trainer import stream_indices, data_fingerprint, _mixed_precision, TrainingRun
 from ..preferences import load_instructions
 from .reward_model import check_reward_model_folder, load_reward_model, RM_PAD_TOKEN
-from ..models import LoRAConfig, apply_lora, is_lora, lora_reference, save_merged
+from ..models import LoRAConfig, apply_lora, is_lora, lora_reference, save_merged, count_forward
 
 
 # %% auto #0
@@ -93,6 +93,7 @@ def _backbone_hidden(seq_model, prompt_ids, response_ids, pad_token_id:int):
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     core = seq_model.get_base_model() if is_lora(seq_model) else seq_model           # a LoRA value model: its backbone, adapters on
     h = core.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+    count_forward(core.base_model, int(b['attention_mask'].sum()))      # the work counter (models.WORK); the scalar head is negligible
     plen = torch.tensor([len(p) for p in prompt_ids], device=device)
     tlen = plen + torch.tensor([len(r) for r in response_ids], device=device)
     return h, plen, tlen
