@@ -20,10 +20,10 @@ from .data import format_prompt
 from .models import count_forward
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token', 'kv_cache_kwarg', 'kv_cache_of',
-           'sample_batch', 'encode_prompts', 'check_sampling_args', 'generate', 'encode_responses',
-           'collate_prompt_response', 'sequence_logprobs', 'response_logprobs', 'score_responses', 'score_texts',
-           'time_sampling', 'generate_outputs', 'generate_cli']
+__all__ = ['PRUNE_FRACTION', 'SMALL_BATCH', 'IGNORE_INDEX', 'filter_logits', 'row_key', 'row_uniforms', 'next_token',
+           'kv_cache_kwarg', 'kv_cache_of', 'sample_batch', 'encode_prompts', 'check_sampling_args', 'generate',
+           'encode_responses', 'collate_prompt_response', 'sequence_logprobs', 'response_logprobs', 'score_responses',
+           'score_texts', 'time_sampling', 'generate_outputs', 'generate_cli']
 
 # %% ../nbs/31_sampling.ipynb #d5bf6535
 def _nucleus_by_sort(logits:torch.Tensor, top_p:float) -> torch.Tensor:
@@ -117,14 +117,18 @@ def _select_cache(past, keep:torch.Tensor):
         past.batch_select_indices(keep); return past
     return tuple(tuple(t[keep] for t in layer) for layer in past)
 
+PRUNE_FRACTION = 0.25   # finished rows leave the batch (a copy of the whole KV cache) once they are this share of it
+SMALL_BATCH = 16        # at most this many rows: matrix products may take another kernel (see above), so the batch is exactly the live rows
+
 @torch.no_grad()
 def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Sequence[int], pad_token_id:int,
                  max_new_tokens:int=128, temperature:float=1.0, top_k:int=0, top_p:float=1.0, row_keys:Sequence[int]|None=None,
-                 generator=None, prune_finished:bool=True) -> list[dict]:
+                 generator=None, prune_finished:bool=True, prune_fraction:float=PRUNE_FRACTION) -> list[dict]:
     """Sample one continuation per prompt (token-id lists); return dicts with token_ids, logprobs, finish_reason.
 
     `row_keys` (one `row_key` per prompt) gives each row its own random stream (batch-invariant sampling); without them
-    the rows share `generator`."""
+    the rows share `generator`. Finished rows leave the batch once they are `prune_fraction` of it (0: at every EOS), and
+    always when at most `SMALL_BATCH` rows are left (see above)."""
     device = next(model.parameters()).device
     eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     B, L = len(prompt_ids), max(len(p) for p in prompt_ids)
@@ -143,23 +147,26 @@ def sample_batch(model, prompt_ids:Sequence[Sequence[int]], eos_token_id:int|Seq
     toks = [[] for _ in range(B)]; lps = [[] for _ in range(B)]; reason = ['length'] * B
     if row_keys is not None and len(row_keys) != B: raise ValueError(f"{len(row_keys)} row_keys for {B} prompts")
     U = row_uniforms(row_keys, max_new_tokens) if row_keys is not None and temperature > 0 else None
+    live = [True] * B                                        # per row in the batch: still sampling (finished rows may stay a while)
     for step in range(max_new_tokens):
         u = U[rows.cpu(), step] if U is not None else None
         t, lp = next_token(logits, temperature, top_k, top_p, uniforms=u, generator=generator)
         done = torch.isin(t, eos)
-        for r, ti, li, di in zip(rows.tolist(), t.tolist(), lp.tolist(), done.tolist()):
+        for k, (r, ti, li, di) in enumerate(zip(rows.tolist(), t.tolist(), lp.tolist(), done.tolist())):
+            if not live[k]: continue
             toks[r].append(ti); lps[r].append(li)
-            if di: reason[r] = 'eos'
+            if di: reason[r], live[k] = 'eos', False
         if step == max_new_tokens - 1: break
-        if done.any():
-            if done.all(): break
-            if prune_finished:
-                keep = (~done).nonzero().squeeze(-1)
-                rows, t, attn, next_pos = rows[keep], t[keep], attn[keep], next_pos[keep]
-                past = _select_cache(past, keep)
+        n_live = sum(live)
+        if n_live == 0: break
+        if prune_finished and n_live < len(live) and (len(live) - n_live >= prune_fraction * len(live) or n_live <= SMALL_BATCH):
+            keep = torch.tensor([k for k, x in enumerate(live) if x], device=device)
+            rows, t, attn, next_pos = rows[keep], t[keep], attn[keep], next_pos[keep]
+            past = _select_cache(past, keep)
+            live = [True] * n_live
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
         out = model(input_ids=t[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **{cache_kw: past})
-        forwarded += t.shape[0]
+        forwarded += sum(live)                               # real work: finished rows still in the batch are waste
         logits, past, next_pos = out.logits[:, -1], kv_cache_of(out), next_pos + 1
     count_forward(model, prompt_tokens, head_tokens=B, kind='generate')      # the prefill keeps only the last position's logits
     count_forward(model, forwarded, kind='generate', generated=sum(len(x) for x in toks))
