@@ -117,7 +117,7 @@ def _select_cache(past, keep:torch.Tensor):
         past.batch_select_indices(keep); return past
     return tuple(tuple(t[keep] for t in layer) for layer in past)
 
-PRUNE_FRACTION = 0.25   # finished rows leave the batch (a copy of the whole KV cache) once they are this share of it
+PRUNE_FRACTION = 0.0    # finished rows leave the batch (a copy of the whole KV cache) once they are this share of it (0: at every EOS)
 SMALL_BATCH = 16        # at most this many rows: matrix products may take another kernel (see above), so the batch is exactly the live rows
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 Variants (each samples the same prompts with `generate`, the farm's settings by default: temperature 0.7, 96 new tokens):
   prune-every-eos  batch 128: finished rows leave the batch at every EOS (a copy of the whole KV cache each time): the code before
-  prune-deferred   batch 128: they leave once they are `PRUNE_FRACTION` of the batch (or <= SMALL_BATCH rows are left)
+  prune-deferred   batch 128: they leave once they are --prune-fraction of the batch (or <= SMALL_BATCH rows are left)
   prune-deferred   batch --big-batch
 Each variant's samples are compared with the first's: identical token ids and bit-identical log-probs are required for the
 speed-up to keep every farm result unchanged (the script says which). Timings on a shared machine are noisy: read the ratios.
@@ -41,14 +41,15 @@ def main():
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--big-batch", type=int, default=256)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--prune-fraction", type=float, default=0.25)
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()))
     policy = load_policy(a.policy, dtype=torch.float32)
     from alpacafarm_nb.data import format_prompt
     rows = make_world(0, None).splits["eval"][:a.n_prompts]
     prompts = [format_prompt(r["instruction"], r["input"], policy[1]) for r in rows]
-    variants = [("prune-every-eos, batch 128", 128, 0.0), (f"prune-deferred {sampling.PRUNE_FRACTION}, batch 128", 128, sampling.PRUNE_FRACTION),
-                (f"prune-deferred {sampling.PRUNE_FRACTION}, batch {a.big_batch}", a.big_batch, sampling.PRUNE_FRACTION)]
+    variants = [("prune-every-eos, batch 128", 128, 0.0), (f"prune-deferred {a.prune_fraction}, batch 128", 128, a.prune_fraction),
+                (f"prune-deferred {a.prune_fraction}, batch {a.big_batch}", a.big_batch, a.prune_fraction)]
     times, outs, work = {v[0]: [] for v in variants}, {}, {}
     for r in range(a.reps):
         for name, bs, frac in variants:
