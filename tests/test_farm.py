@@ -89,6 +89,12 @@ def check_learned_methods(out, res):
         if st["action"].startswith("ran"):
             assert 0 < st["peak_memory_mb"] <= res["peak_memory_mb"] and st["peak_memory_increase_mb"] >= 0, (name, st)
     assert res["peak_memory_mb"] < 4096
+    # per-stage work (models.WORK): training stages train, sampling stages generate, scoring stages only run forwards
+    work = {n: st["work"] for n, st in res["stages"].items()}
+    assert work["sft10k"]["tokens"]["train"] > 0 and work["outputs_sft10k"]["tokens"]["generate"] > work["outputs_sft10k"]["generated_tokens"] > 0
+    assert work["best_of_n_simulated"]["tokens"] == dict(generate=0, forward=work["best_of_n_simulated"]["tokens"]["forward"], train=0) \
+        and work["best_of_n_simulated"]["tokens"]["forward"] > 0
+    assert sum(work["world"]["tokens"].values()) == 0 and all(w["flops_per_s"] >= 0 for w in work.values())
 
 
 def copy_run(quick_run, tmp_path):
