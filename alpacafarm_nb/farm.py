@@ -29,12 +29,13 @@ from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, proven
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
-           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset',
-           'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'model_fingerprint',
-           'resolve_base_model', 'pretrained_base_stage', 'pretrained_base', 'preference_samples_stage',
-           'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
-           'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
-           'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages', 'plan_farm', 'run_farm']
+           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset',
+           'config_preset', 'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages',
+           'model_fingerprint', 'resolve_base_model', 'pretrained_base_stage', 'pretrained_base',
+           'preference_samples_stage', 'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage',
+           'method_config', 'policy_stages', 'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages',
+           'expert_iteration_samples_stage', 'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages',
+           'plan_farm', 'run_farm']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -171,16 +172,17 @@ PRESETS['pocket-smollm2'] = dict(PRESETS['pocket'], base_model=_SMOL, **{k: 'smo
                                     sft=dict(lr=2e-5, batch_size=64, micro_batch_size=16, min_lr_ratio=0.0), reward=dict(lr=1e-5, batch_size=64, micro_batch_size=16),
                                     best_of_n=dict(n=16), expert_iteration=dict(sft_lr=2e-5)))
 PRESETS['pocket-smollm2-quick'] = dict(PRESETS['pocket-quick'], base_model=_SMOL, methods=('best_of_n', 'dpo', 'ppo'), feedback=('simulated',),
-    world=dict(seed=0, sizes=dict(sft=32, preference=16, unlabeled=16, val=8, eval=8, pretrain=16)), n_val=4,
-    sample=dict(temperature=0.7, max_new_tokens=16, batch_size=16),
+    extra_feedback=(), world=dict(seed=0, sizes=dict(sft=16, preference=8, unlabeled=8, val=8, eval=8, pretrain=16)), n_val=4,
+    sample=dict(temperature=0.7, max_new_tokens=16, batch_size=16),         # one optimizer step per training stage: a smoke test
     overrides=_pretrained_overrides(rl=dict(max_steps=2, save_every=1, rollout_batch_size=4, minibatch_size=4, micro_batch_size=4, warmup_steps=1, lr=1e-6,
                                             max_new_tokens=16, sample_batch_size=4),
-                                    pairs=dict(lr=1e-5, batch_size=8, micro_batch_size=8, val_size=4, max_length=128, n_pairs=16),
-                                    sft=dict(lr=2e-5, batch_size=8, micro_batch_size=8, val_limit=8, max_length=128),
-                                    reward=dict(lr=2e-5, batch_size=8, micro_batch_size=8, eval_pairs=4, max_length=128),
-                                    preferences=dict(n_pairs=16, max_new_tokens=16, batch_size=16),
+                                    pairs=dict(lr=1e-5, batch_size=8, micro_batch_size=8, val_size=2, max_length=128, n_pairs=8),
+                                    sft=dict(lr=2e-5, batch_size=16, micro_batch_size=16, val_limit=4, max_length=128),
+                                    reward=dict(lr=2e-5, batch_size=8, micro_batch_size=8, eval_pairs=2, max_length=128),
+                                    preferences=dict(n_pairs=8, max_new_tokens=16, batch_size=16),
                                     best_of_n=dict(n=2, max_new_tokens=16, batch_size=16, score_batch_size=16),
                                     expert_iteration=dict(n=2, n_prompts=8, max_new_tokens=16, batch_size=16, score_batch_size=16, sft_lr=2e-5)))
+PRETRAINED_PRESETS = {'pocket': 'pocket-smollm2', 'pocket-quick': 'pocket-smollm2-quick'}   # a from-scratch preset's counterpart with a pretrained policy
 
 # %% ../nbs/60_farm.ipynb #c878e21f
 def _pref_instructions(run, cfg, config) -> list[dict]:
