@@ -41,6 +41,10 @@ def test_base_is_the_pretrained_model(smol_farm):
     base = res["models"]["base"]
     assert base["pretrained"] and base["architecture"] == "LlamaForCausalLM" and base["vocab_size"] > 40_000   # not the 2,048-token pocket BPE
     assert (out / "models" / "base" / "config.json").is_file() and not (out / "models" / "base" / "metrics.jsonl").exists()   # never trained
+    from safetensors import safe_open
+    with safe_open(str(out / "models" / "base" / "model.safetensors"), "pt") as b, safe_open(str(out / "models" / "sft10k" / "model.safetensors"), "pt") as s:
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert not b.get_tensor(name).equal(s.get_tensor(name))                 # SFT10k is the base fine-tuned (one step), not a copy
     sft = json.loads((out / "models" / "sft10k" / "tokenizer_config.json").read_text())
     assert "chat_template" in sft or (out / "models" / "sft10k" / "chat_template.jinja").is_file()    # SFT10k keeps the chat template
     assert set(res["stages"]) >= {"world", "base", "sft10k", "reward_simulated", *METHODS, "checkpoints_ppo_simulated"}
