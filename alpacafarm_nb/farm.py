@@ -173,12 +173,12 @@ PRESETS['pocket-smollm2'] = dict(PRESETS['pocket'], base_model=_SMOL, **{k: 'smo
                                     best_of_n=dict(n=16), expert_iteration=dict(sft_lr=2e-5)))
 PRESETS['pocket-smollm2-quick'] = dict(PRESETS['pocket-quick'], base_model=_SMOL, methods=('best_of_n', 'dpo', 'ppo'), feedback=('simulated',),
     extra_feedback=(), world=dict(seed=0, sizes=dict(sft=16, preference=8, unlabeled=8, val=8, eval=8, pretrain=16)), n_val=4,
-    sample=dict(temperature=0.7, max_new_tokens=16, batch_size=16),         # one optimizer step per training stage: a smoke test
+    sample=dict(temperature=0.7, max_new_tokens=16, batch_size=16),         # one optimizer step per training stage (no warmup: it would be lr 0)
     overrides=_pretrained_overrides(rl=dict(max_steps=2, save_every=1, rollout_batch_size=4, minibatch_size=4, micro_batch_size=4, warmup_steps=1, lr=1e-6,
                                             max_new_tokens=16, sample_batch_size=4, epochs_per_rollout=1),
-                                    pairs=dict(lr=1e-5, batch_size=8, micro_batch_size=8, val_size=2, max_length=128, n_pairs=8),
-                                    sft=dict(lr=2e-5, batch_size=16, micro_batch_size=16, val_limit=4, max_length=128),
-                                    reward=dict(lr=2e-5, batch_size=8, micro_batch_size=8, eval_pairs=2, max_length=128),
+                                    pairs=dict(lr=1e-5, warmup_ratio=0.0, batch_size=8, micro_batch_size=8, val_size=2, max_length=128, n_pairs=8),
+                                    sft=dict(lr=2e-5, warmup_ratio=0.0, batch_size=16, micro_batch_size=16, val_limit=4, max_length=128),
+                                    reward=dict(lr=2e-5, warmup_ratio=0.0, batch_size=8, micro_batch_size=8, eval_pairs=2, max_length=128),
                                     preferences=dict(n_pairs=8, max_new_tokens=16, batch_size=16),
                                     best_of_n=dict(n=2, max_new_tokens=16, batch_size=16, score_batch_size=16),
                                     expert_iteration=dict(n=2, n_prompts=8, max_new_tokens=16, batch_size=16, score_batch_size=16, sft_lr=2e-5)))
