@@ -43,10 +43,11 @@ def main(argv=None) -> int:
     res, judged = dict(outputs=a.outputs, reference=str(ref_file), reference_generator='text_davinci_003', threads=a.threads,
                        note='CPU timings on a shared, loaded machine (nice 19): indicative only'), {}
 
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as d:
-        df = annotate_vs_reference(outputs[:a.n], reference, annotator='smollm2_pairwise', seed=a.seed, cache_path=Path(d)/'cache.sqlite', progress=True)
-    judged['smollm2_pairwise'] = (df, time.perf_counter() - t0)
+    if a.n:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as d:
+            df = annotate_vs_reference(outputs[:a.n], reference, annotator='smollm2_pairwise', seed=a.seed, cache_path=Path(d)/'cache.sqlite', progress=True)
+        judged['smollm2_pairwise'] = (df, time.perf_counter() - t0)
 
     if a.hf_logprob:
         folder = import_model('smollm2-135m-instruct')
