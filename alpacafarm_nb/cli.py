@@ -135,6 +135,8 @@ def _farm_parser(default_preset:str, default_seed:int) -> argparse.ArgumentParse
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--dry-run', action='store_true', help='print which stages would run, be redone (and why) or be skipped; do nothing')
     p.add_argument('--methods', default=None, help=f"comma-separated learned methods (default: {','.join(default_methods())}; known: {','.join(farm_methods())})")
+    p.add_argument('--base-model', default=None, help='the pretrained base policy (a Hugging Face folder, a GGUF file or smollm2-135m-instruct) '
+                   'of a preset that has one (pocket-smollm2, pocket-smollm2-quick)')
     return p
 
 def farm_cli(argv:list[str]|None=None) -> int:
@@ -145,6 +147,12 @@ def farm_cli(argv:list[str]|None=None) -> int:
     s = get_settings()
     a = _farm_parser(s.default_preset, s.seed).parse_args(argv)
     over = {} if a.methods is None else dict(methods=check_methods(a.methods))
+    if a.base_model:
+        from alpacafarm_nb.farm import PRESETS, PRETRAINED_PRESETS
+        if not PRESETS[a.preset].get('base_model'):
+            raise ValueError(f"--base-model: the preset {a.preset!r} pretrains its own policy with learning rates for a model trained from scratch; "
+                             f"use a preset with a pretrained policy ({', '.join(PRETRAINED_PRESETS.values())})")
+        over['base_model'] = a.base_model
     out = Path(a.out) if a.out else s.runs_dir/a.preset
     check_output_dir(out); check_sqlite_file(out/'annotations.sqlite', 'farm annotation cache')
     from alpacafarm_nb.farm import run_farm, plan_farm

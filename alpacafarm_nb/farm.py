@@ -6,16 +6,18 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/farm.html.md"""
 
 # %% ../nbs/60_farm.ipynb #a77bf13a
 from __future__ import annotations
-import datetime, json, time
+import datetime, json, os, shutil, time
 import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import __version__
-from .core import write_records, read_records, atomic_write_text, seed_everything, read_jsonl_prefix
+from .core import stable_hash, write_records, read_records, atomic_write_text, seed_everything, read_jsonl_prefix
 from .preferences import PreferenceConfig, sample_pairs, make_preferences, read_preferences, label_counts
+from .config import ConfigError
 from .models import LoRAConfig
+from .model_import import import_model
 from .methods.reward_model import load_reward_model
 from .methods.best_of_n import sample_candidates, score_candidates, select_best, best_of_n_curve
 from .registry import REGISTRY, Method, get_method, default_methods, check_methods, feedback_sources
@@ -27,11 +29,13 @@ from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, proven
 
 # %% auto #0
 __all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
-           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset',
-           'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'preference_samples_stage',
-           'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage', 'method_config', 'policy_stages',
-           'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage',
-           'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages', 'plan_farm', 'run_farm']
+           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset',
+           'config_preset', 'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages',
+           'model_fingerprint', 'resolve_base_model', 'pretrained_base_stage', 'pretrained_base',
+           'preference_samples_stage', 'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage',
+           'method_config', 'policy_stages', 'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages',
+           'expert_iteration_samples_stage', 'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages',
+           'plan_farm', 'run_farm']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -111,16 +115,74 @@ def _outputs(name:str, inputs:tuple, cfg:Mapping, seed:int, progress:bool) -> St
 
 def base_stages(cfg:Mapping, seed:int, progress:bool) -> list[Stage]:
     pre = REGISTRY['pretrain'].config.resolve(config_preset(cfg, 'pretrain'), dict(seed=seed, progress=progress))
-    sft_cfg = REGISTRY['sft'].config.resolve(config_preset(cfg, 'sft'), dict(seed=seed, progress=progress))
+    sft_cfg = REGISTRY['sft'].config.resolve(config_preset(cfg, 'sft'), dict(_overrides(cfg, 'sft'), seed=seed, progress=progress))
     return [Stage('world', partial(world_stage, cfg=cfg), (), dict(cfg['world'], n_eval=cfg['n_eval']), ('outputs/reference.json',),
                   'the pocket world and its evaluation set'),
-            Stage('base', partial(base_stage, cfg=cfg, config=pre), ('world',), dict(pretrain=_ident(pre), preset=config_preset(cfg, 'pretrain')),
+            pretrained_base(cfg) if cfg.get('base_model') else Stage('base', partial(base_stage, cfg=cfg, config=pre), ('world',), dict(pretrain=_ident(pre), preset=config_preset(cfg, 'pretrain')),
                   ('models/base',), 'pretraining the base model'),
             Stage('sft10k', partial(sft10k_stage, cfg=cfg, config=sft_cfg), ('world', 'base'), dict(sft=_ident(sft_cfg), preset=config_preset(cfg, 'sft')),
                   ('models/sft10k',), 'SFT10k on the demonstrations'),
             *(_outputs(n, ('world', n), cfg, seed, progress) for n in ('base', 'sft10k')),
             *(Stage(f'outputs_{n}', partial(system_stage, name=n, cfg=cfg, seed=seed), ('world',), dict(seed=seed), (f'outputs/{n}.json',),
                     f'the scripted system {n}') for n in cfg['systems'])]
+
+# %% ../nbs/60_farm.ipynb #e6863371
+def model_fingerprint(folder:str|Path) -> dict:
+    "What identifies a Hugging Face folder's model cheaply: the hash of its `config.json` and the size of each weight file."
+    folder = Path(folder)
+    weights = sorted(p for p in folder.iterdir() if p.suffix in ('.safetensors', '.bin', '.gguf'))
+    return dict(config=stable_hash((folder/'config.json').read_text()), weights={p.name: p.stat().st_size for p in weights})
+
+def resolve_base_model(source:str|Path) -> Path:
+    "The Hugging Face folder of `base_model`: the folder itself, or a GGUF file or known name imported (once) into the models cache."
+    p = Path(str(source)).expanduser()
+    if p.is_dir():
+        if not (p/'config.json').is_file(): raise ConfigError(f"base_model {source}: a folder without config.json is not a Hugging Face model folder")
+        return p
+    return import_model(source)
+
+def _link_or_copy(src, dst):
+    try: os.link(src, dst)
+    except OSError: shutil.copy2(src, dst)
+
+def pretrained_base_stage(run, source):
+    "Put the pretrained model `source` in `models/base` (hard links, else copies)."
+    folder, dst = resolve_base_model(source), run.out/'models'/'base'
+    if dst.exists(): shutil.rmtree(dst)
+    shutil.copytree(folder, dst, copy_function=_link_or_copy)
+    conf = json.loads((dst/'config.json').read_text())
+    return dict(source=str(source), folder=str(folder), architecture=(conf.get('architectures') or [None])[0],
+                vocab_size=conf.get('vocab_size'), pretrained=True)
+
+def pretrained_base(cfg:Mapping) -> Stage:
+    "The base stage of a preset with `base_model`: the pretrained model instead of pretraining one."
+    src = str(cfg['base_model'])
+    p = Path(src).expanduser()
+    return Stage('base', partial(pretrained_base_stage, source=src), ('world',), dict(base_model=src, **({'fingerprint': model_fingerprint(p)} if p.is_dir() else {})),
+                 ('models/base',), f'the pretrained base policy {src}')
+
+def _pretrained_overrides(rl:Mapping, pairs:Mapping, **kinds) -> dict:
+    "The farm's resizing of every RL method (`rl`), every method trained on the pairs (`pairs`), and of named kinds."
+    return {**{n: dict(rl) for n, m in REGISTRY.items() if m.checkpoints},
+            **{n: dict(pairs) for n, m in REGISTRY.items() if m.recipe == 'policy' and 'pairs' in m.needs and not m.checkpoints}, **kinds}
+
+_SMOL = 'smollm2-135m-instruct'
+PRESETS['pocket-smollm2'] = dict(PRESETS['pocket'], base_model=_SMOL, **{k: 'smollm2' for k in ('dpo', 'ppo', 'rloo', 'grpo', 'quark')},
+    overrides=_pretrained_overrides(rl=dict(max_new_tokens=96), pairs=dict(lr=1e-6, batch_size=64, micro_batch_size=16),
+                                    sft=dict(lr=2e-5, batch_size=64, micro_batch_size=16, min_lr_ratio=0.0), reward=dict(lr=1e-5, batch_size=64, micro_batch_size=16),
+                                    best_of_n=dict(n=16), expert_iteration=dict(sft_lr=2e-5)))
+PRESETS['pocket-smollm2-quick'] = dict(PRESETS['pocket-quick'], base_model=_SMOL, methods=('best_of_n', 'dpo', 'ppo'), feedback=('simulated',),
+    extra_feedback=(), world=dict(seed=0, sizes=dict(sft=16, preference=8, unlabeled=8, val=8, eval=8, pretrain=16)), n_val=4,
+    sample=dict(temperature=0.7, max_new_tokens=16, batch_size=16),         # one optimizer step per training stage (no warmup: it would be lr 0)
+    overrides=_pretrained_overrides(rl=dict(max_steps=2, save_every=1, rollout_batch_size=4, minibatch_size=4, micro_batch_size=4, warmup_steps=1, lr=1e-6,
+                                            max_new_tokens=16, sample_batch_size=4, epochs_per_rollout=1),
+                                    pairs=dict(lr=1e-5, warmup_ratio=0.0, batch_size=8, micro_batch_size=8, val_size=2, max_length=128, n_pairs=8),
+                                    sft=dict(lr=2e-5, warmup_ratio=0.0, batch_size=16, micro_batch_size=16, val_limit=4, max_length=128),
+                                    reward=dict(lr=2e-5, warmup_ratio=0.0, batch_size=8, micro_batch_size=8, eval_pairs=2, max_length=128),
+                                    preferences=dict(n_pairs=8, max_new_tokens=16, batch_size=16),
+                                    best_of_n=dict(n=2, max_new_tokens=16, batch_size=16, score_batch_size=16),
+                                    expert_iteration=dict(n=2, n_prompts=8, max_new_tokens=16, batch_size=16, score_batch_size=16, sft_lr=2e-5)))
+PRETRAINED_PRESETS = {'pocket': 'pocket-smollm2', 'pocket-quick': 'pocket-smollm2-quick'}   # a from-scratch preset's counterpart with a pretrained policy
 
 # %% ../nbs/60_farm.ipynb #c878e21f
 def _pref_instructions(run, cfg, config) -> list[dict]:

@@ -17,7 +17,8 @@ from .core import DataError, atomic_write_text, check_output_dir, get_settings, 
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'OFFLINE_TEMPLATE', 'QUICK_METHODS', 'reports_folder', 'list_reports', 'report_parameters',
-           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'run_report', 'write_report', 'report_cli']
+           'parse_params', 'notebook_to_html', 'show', 'note', 'farm_run', 'pretrained_farm', 'use_device',
+           'run_report', 'write_report', 'report_cli']
 
 # %% ../nbs/70_reports.ipynb #a8575ec4
 REPO_ROOT = Path(alpacafarm_nb.__file__).resolve().parent.parent
@@ -122,6 +123,36 @@ def farm_run(run:str|Path|None, out_dir:str|Path, preset:str='pocket-quick', **o
         res = farm.run_farm(folder, preset=preset, progress=False, **over)
     print(f"farm run {folder} (preset {preset}, methods {', '.join(over['methods'])}): {res['timings_s']['total']:.0f} s")
     return folder
+
+# %% ../nbs/70_reports.ipynb #681a5095
+def pretrained_farm(preset:str, model:str='') -> tuple[str, dict, str|None]:
+    "(farm preset, farm overrides, note) for a report's `model` parameter (see above)."
+    from alpacafarm_nb.farm import get_preset, PRETRAINED_PRESETS
+    if not model: return preset, {}, None
+    note = None
+    if not get_preset(preset).get('base_model'):
+        if preset not in PRETRAINED_PRESETS:
+            raise ValueError(f"model {model!r}: the farm preset {preset!r} pretrains its own policy and has no pretrained counterpart "
+                             f"(those with one: {', '.join(PRETRAINED_PRESETS)})")
+        note = (f"model {model}: the farm preset {preset!r} pretrains its own policy, so the farm runs {PRETRAINED_PRESETS[preset]!r}: "
+                f"the same world, pool, crowd and methods with {model} as the base policy.")
+        preset = PRETRAINED_PRESETS[preset]
+    return preset, dict(base_model=str(model)), note
+
+def use_device(device:str='') -> tuple[str, str|None]:
+    "Make the farm in this process run on `device` (`''`: CUDA when visible, else the CPU); (the device it will use, a note when it falls back)."
+    if not device: return 'auto', None
+    if device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''         # before CUDA starts: the farm's default device is then the CPU
+        return 'cpu', None
+    from alpacafarm_nb.models import resolve_device
+    try: d = resolve_device(device)
+    except ValueError as e:
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+        return 'cpu', f"{str(e).split('; use ')[0]}: the farm runs on the CPU instead."
+    if d.type == 'cuda' and d.index is not None:
+        import torch; torch.cuda.set_device(d.index)
+    return str(d), None
 
 # %% ../nbs/70_reports.ipynb #1b431e23
 def run_report(name:str, run:str|Path|None=None, params:Mapping|None=None, out_dir:str|Path|None=None,

@@ -290,3 +290,15 @@ def test_lora_ppo(smol, rm_dir, instructions, tmp_path):
     assert (tmp_path/'adapter_model.safetensors').is_file() and (tmp_path/'value_model'/'adapter_model.safetensors').is_file()
     from alpacafarm_nb.models import load_policy
     load_policy(tmp_path, device='cpu', dtype='fp32')                             # base + adapter, from the adapter folder
+
+
+def test_lora_quark(smol, rm_dir, instructions, tmp_path):
+    "Quark's AlpacaFarm variant through PEFT: the reference is the base with the adapter off; the run folder holds the adapter."
+    from alpacafarm_nb.methods.quark import QuarkConfig, quark
+    t0 = time.perf_counter()
+    quark(fresh(smol), str(rm_dir[0]), instructions[:8], tmp_path, config=_rl_cfg(QuarkConfig, variant='alpacafarm', n_quantiles=2, lr=1e-3, **LORA))
+    m = _rl_figures('lora_quark', tmp_path, t0, ('loss', 'kl', 'reward', 'kl_loss'))
+    assert len(m) == 2 and abs(m[0]['kl']) < 1e-3 and m[1]['kl_loss'] > 0, [(r['kl'], r['kl_loss']) for r in m]
+    assert (tmp_path/'adapter_model.safetensors').is_file() and not (tmp_path/'config.json').exists()
+    from alpacafarm_nb.models import load_policy
+    load_policy(tmp_path, device='cpu', dtype='fp32')                             # base + adapter, from the adapter folder

@@ -1,7 +1,7 @@
 """The reproduction reports end to end: each notebook of reports/ executed with papermill against one pocket-quick farm run,
 its CSV files checked, its HTML page opened in headless Chromium (Debian's, driven by Playwright): every plotly figure drawn,
 and not one request leaving the machine. And `alpacafarm report` on bad input: one line, exit status 2."""
-import os, re, shutil, subprocess, sys, tempfile
+import json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -86,6 +86,20 @@ def test_overoptimization(pages, quick_run):
     assert {"best_of_n"} <= set(fits["method"]) and set(fits["y"]) == {"win_rate_humans", "win_rate_pool"}
     page = pages["overoptimization"].read_text()
     assert "no greedy-judge feedback" in page or "greedy" in set(pts["feedback"])
+
+
+def test_overoptimization_with_a_model_and_a_device(quick_run, tmp_path):
+    """`-p model FOLDER -p device cuda` (tested with the quick run's tiny SFT10k as the "pretrained" policy): the report's farm runs
+    pocket-quick's pretrained counterpart with FOLDER as its base policy, on CUDA, or, where CUDA is absent, on the CPU with a note."""
+    import torch
+    model = quick_run / "models" / "sft10k"
+    page = run_report("overoptimization", None, dict(model=str(model), device="cuda", n_boot=20), tmp_path / "out").read_text()
+    run = tmp_path / "out" / "run_pocket-smollm2-quick"
+    res = json.loads((run / "results.json").read_text())
+    assert res["preset"] == "pocket-smollm2-quick" and res["config"]["base_model"] == str(model)
+    assert res["models"]["base"]["pretrained"] and res["models"]["base"]["folder"] == str(model)
+    assert "pretrains its own policy" in page and (tmp_path / "out" / "overoptimization_points.csv").is_file()
+    if not torch.cuda.is_available(): assert "CUDA is not available" in page and "the farm runs on the CPU instead" in page
 
 
 def test_annotator_agreement(pages):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..core import stable_rng, atomic_write_text
 from ..config import ConfigError
+from ..models import apply_lora, is_lora, lora_reference, save_merged
 from ..sampling import collate_prompt_response
 from ..models import count_forward
 from ..trainer import stream_indices, _mixed_precision, TrainingRun
@@ -65,6 +66,9 @@ class QuarkConfig(RLConfig):
         if self.n_quantiles < 2: raise ConfigError(f"n_quantiles must be >= 2 (the top quantile is a part of the pool), got {self.n_quantiles}")
         if self.rollout_batch_size < self.n_quantiles:
             raise ConfigError(f"rollout_batch_size {self.rollout_batch_size} is smaller than n_quantiles {self.n_quantiles}: a quantile would be empty")
+        if self.variant == 'full' and self.lora_rank:
+            raise ConfigError("Quark's full variant adds quantile tokens to the vocabulary, whose new embeddings must train, and LoRA freezes "
+                              "the embeddings: use variant=alpacafarm with lora_rank, or lora_rank=0")
         if world != 1: raise ConfigError(f"Quark runs on one process (the data pool and its quantiles are not sharded); launched with {world}")
         return super().check(world)
 
@@ -201,7 +205,8 @@ def quark_train(policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Se
     K, full, pad = cfg.n_quantiles, cfg.variant == 'full', tokenizer.pad_token_id
     reward_fn = reward_function(reward_model, reward_fn, pad, cfg.sample_batch_size, acc.device, 'quark')
     vocab = policy.get_input_embeddings().weight.shape[0]                 # the reference's vocabulary: the KL is over it
-    ref = frozen(copy.deepcopy(policy), acc.device)                       # the frozen SFT model, without control tokens
+    policy = apply_lora(policy, cfg)                                      # lora_rank > 0: adapters only (the alpacafarm variant)
+    ref = lora_reference(policy) if is_lora(policy) else frozen(copy.deepcopy(policy), acc.device)   # the frozen SFT model: adapter off, or a copy
     tokens = quantile_tokens(K) if full else []
     control_ids = add_control_tokens(policy, tokenizer, tokens) if full else []
     drop = set(control_ids)
@@ -251,6 +256,7 @@ def quark_train(policy, tokenizer, prompts:Sequence[str], prompt_ids:Sequence[Se
             return dict(out_dir=str(out_dir), step=step, stopped=True, last=last)
     if pbar: pbar.close()
     save_policy(out_dir)
+    if cfg.merge_lora and is_lora(inner): save_merged(inner, tokenizer, out_dir/'merged')
     ckpts = sorted(str(p/'policy') for p in (out_dir/'checkpoints').glob('step_*') if (p/'policy').is_dir())
     return dict(out_dir=str(out_dir), step=step, stopped=False, seconds=time.perf_counter() - t_start, checkpoints=ckpts, last=last)
 
