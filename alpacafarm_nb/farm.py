@@ -28,14 +28,13 @@ from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, proven
                                   STAGE_SECONDS, expected_seconds, size_scale)
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'BEST_OF_N_ROW', 'POCKET_OVERRIDES',
-           'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS', 'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset',
-           'config_preset', 'world_stage', 'base_stage', 'sft10k_stage', 'system_stage', 'base_stages',
-           'model_fingerprint', 'resolve_base_model', 'pretrained_base_stage', 'pretrained_base',
-           'preference_samples_stage', 'preferences_stage', 'reward_stage', 'feedback_stages', 'train_stage',
-           'method_config', 'policy_stages', 'best_of_n_samples_stage', 'best_of_n_stage', 'best_of_n_stages',
-           'expert_iteration_samples_stage', 'expert_iteration_stage', 'expert_iteration_stages', 'farm_stages',
-           'plan_farm', 'run_farm']
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS',
+           'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset', 'world_stage', 'base_stage',
+           'sft10k_stage', 'system_stage', 'base_stages', 'model_fingerprint', 'resolve_base_model',
+           'pretrained_base_stage', 'pretrained_base', 'preference_samples_stage', 'preferences_stage', 'reward_stage',
+           'feedback_stages', 'train_stage', 'method_config', 'policy_stages', 'best_of_n_samples_stage',
+           'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage', 'expert_iteration_stage',
+           'expert_iteration_stages', 'farm_stages', 'plan_farm', 'run_farm']
 
 # %% ../nbs/60_farm.ipynb #d4250af4
 # pocket_verbose: long, rambling answers that the judges over-rate and the crowd does not (the gap methods can exploit)
@@ -44,25 +43,19 @@ FEEDBACK = ('simulated', 'human')    # every learned method is trained with the 
 EXTRA_FEEDBACK = ('greedy',)         # AlpacaFarm's Figure 4 control: one greedy judge without noise (methods with `extra_feedback`)
 # the annotator behind a feedback source that `preferences.FEEDBACK_SOURCES` does not name (the pool `greedy` is greedy.yaml's API judge)
 FEEDBACK_ANNOTATOR = dict(greedy='pocket_greedy')
-BEST_OF_N_ROW = 16        # methods.csv's best_of_n row is n=16 (AlpacaFarm's setting); every n is in overoptimization.csv
-
-_RL_POCKET = dict(max_steps=6, rollout_batch_size=32, minibatch_size=32, warmup_steps=1, save_every=3)   # 2 checkpoints: steps 3, 6
-_PAIRS_POCKET = dict(n_pairs=512, epochs=1.0, val_size=64)           # n_pairs: the first pairs of the preference file
-POCKET_OVERRIDES = dict(best_of_n=dict(n=16), **{n: dict(_RL_POCKET) for n, m in REGISTRY.items() if m.checkpoints},
-                        **{n: dict(_PAIRS_POCKET) for n, m in REGISTRY.items() if m.recipe == 'policy' and 'pairs' in m.needs and not m.checkpoints})
 _RL_QUICK = dict(max_steps=2, save_every=1, rollout_batch_size=8, minibatch_size=8, micro_batch_size=8, warmup_steps=1)  # a smoke test: 2 checkpoints
 QUICK_OVERRIDES = {n: dict(_RL_QUICK) for n, m in REGISTRY.items() if m.checkpoints}
 
 _COMMON = dict(pool='pocket', humans='pocket_humans', n_eval=None, feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=None)
 PRESETS = {
-    'pocket': dict(_COMMON, world=dict(seed=0, sizes=None), presets='pocket', overrides=POCKET_OVERRIDES, systems=POCKET_SYSTEMS,
+    'pocket': dict(_COMMON, world=dict(seed=0, sizes=None), presets='pocket', overrides={}, systems=POCKET_SYSTEMS,
                    sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
                    n_val=100),                # val instructions each RL checkpoint is sampled on (checkpoint selection)
     'pocket-quick': dict(_COMMON, world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
                          presets='pocket-quick', overrides=QUICK_OVERRIDES, systems=('pocket_gpt4', 'pocket_llama'),
                          sample=dict(temperature=0.7, max_new_tokens=32, batch_size=64), n_val=16),
 }
-PRESETS['pocket-long'] = dict(PRESETS['pocket'], overrides={}, n_val=400)
+PRESETS['pocket-long'] = dict(PRESETS['pocket'], n_val=400)
 
 def get_preset(name:str, **overrides) -> dict:
     "A copy of preset `name`, with top-level `overrides` applied; `methods` checked against the registry (None: its defaults)."
@@ -267,8 +260,8 @@ def best_of_n_stage(run, fb, ns, config):
     for n in ns:
         chosen = [dict(r, generator=f'{name}_n{n}') for r in select_best(scored, n)]
         write_records(chosen, run.out/'outputs'/f'{name}_n{n}.json')
-        if n == min(BEST_OF_N_ROW, config.n): write_records([dict(r, generator=name) for r in chosen], run.out/'outputs'/f'{name}.json')
-    return dict(curve=best_of_n_curve(scored, ns))
+        if n == config.n: write_records([dict(r, generator=name) for r in chosen], run.out/'outputs'/f'{name}.json')
+    return dict(curve=best_of_n_curve(scored, ns))   # methods.csv's best_of_n row is the n its proxy curve chose (the preset's)
 
 def best_of_n_stages(m:Method, cfg:Mapping, seed:int, progress:bool, judges:Mapping) -> tuple[list[Stage], dict]:
     c = m.config.resolve(config_preset(cfg, m.kind), _overrides(cfg, m.name))
@@ -277,7 +270,7 @@ def best_of_n_stages(m:Method, cfg:Mapping, seed:int, progress:bool, judges:Mapp
                           dict(best_of_n=_ident(c), seed=seed), ('samples/best_of_n_eval.jsonl',), f'{c.n} SFT10k samples per evaluation instruction')], {}
     for fb in feedback_sources(cfg, m.name):
         name, outs = f'best_of_n_{fb}', [f'best_of_n_{fb}_n{n}' for n in ns]
-        stages.append(Stage(name, partial(best_of_n_stage, fb=fb, ns=ns, config=c), ('best_of_n_samples', f'reward_{fb}'), dict(ns=ns, row_n=min(BEST_OF_N_ROW, c.n)),
+        stages.append(Stage(name, partial(best_of_n_stage, fb=fb, ns=ns, config=c), ('best_of_n_samples', f'reward_{fb}'), dict(ns=ns, row_n=c.n),
                             (f'samples/{name}_scored.jsonl', f'outputs/{name}.json', *(f'outputs/{o}.json' for o in outs)), f'best-of-n for n in {ns} with the {fb} reward model'))
         sets.update({name: name, **{o: name for o in outs}})
     return stages, sets
