@@ -28,7 +28,8 @@ NLL_TOL = 0.005       # nats per token: held-out NLL differences below this are 
 RL_MAX_STEPS, RL_SAVE_EVERY = 60, 6
 BON_N = 128
 PAIR_EPOCHS = 3.0
-N_VAL = 200           # val instructions for the RL / best-of-n proxy reward (distinct, in split order)
+N_VAL = 200           # val instructions for the RL proxy reward (distinct, in split order)
+BON_VAL = 100         # val instructions for best-of-n (n candidates each): the farm's n_val
 SAMPLE = dict(temperature=0.7, max_new_tokens=96, batch_size=128)    # the farm's sampling settings
 RL = ('ppo', 'rloo', 'grpo', 'quark', 'quark_full')
 PAIRWISE = ('dpo', 'ipo', 'simpo', 'kto')
@@ -57,12 +58,12 @@ class Ctx:
             from alpacafarm_nb.world import make_world
             self._world = make_world(0, None)
         return self._world
-    def val(self) -> list[dict]:
+    def val(self, n:int|None=None) -> list[dict]:
         rows, seen = [], set()
         for r in self.world.splits['val']:
             k = (r['instruction'], r['input'])
             if k not in seen: seen.add(k); rows.append(dict(instruction=r['instruction'], input=r['input']))
-        return rows[:N_VAL]
+        return rows[:n or N_VAL]
     def reward_model(self):
         if self._rm is None:
             from alpacafarm_nb.methods.reward_model import load_reward_model
@@ -133,7 +134,7 @@ def curve_best_of_n(c:Ctx) -> tuple[pd.DataFrame, dict]:
     cfg = BestOfNConfig.resolve('pocket')
     n_max = BON_N
     t0 = time.time()
-    cands = sample_candidates(c.sft10k, c.val(), n_max, cfg, 0, c.work/'best_of_n_val.jsonl', False, generator='sft10k')
+    cands = sample_candidates(c.sft10k, c.val(BON_VAL), n_max, cfg, 0, c.work/'best_of_n_val.jsonl', False, generator='sft10k')
     t_sample = time.time() - t0
     scored = score_candidates(c.reward_model(), cands, cfg.score_batch_size)
     t_score = time.time() - t0 - t_sample
@@ -143,7 +144,7 @@ def curve_best_of_n(c:Ctx) -> tuple[pd.DataFrame, dict]:
     # seconds: what sampling + scoring n candidates for each of the farm's 805 evaluation instructions costs at this rate
     df['seconds'] = [per_cand * n * 805 for n in df.n]
     pick = choose_budget(df.n, df.proxy_reward, df.se)
-    return df, dict(budget='n', value=int(pick), proxy='proxy_reward', higher_is_better=True, val_instructions=len(c.val()),
+    return df, dict(budget='n', value=int(pick), proxy='proxy_reward', higher_is_better=True, val_instructions=BON_VAL,
                     seconds_per_candidate=per_cand)
 
 
@@ -170,17 +171,30 @@ def curve_expert_iteration(c:Ctx, n:int) -> tuple[pd.DataFrame, dict]:
                     candidates_on_disk=have, train_prompts=len(train), held_out_prompts=len(held))
 
 
+def _kl_window(logged:dict, step:int, every:int) -> float|None:
+    "Mean logged KL (on each step's rollouts) over the steps since the previous checkpoint: one step's value is noisy."
+    v = [logged[s]['kl'] for s in range(max(1, step - every + 1), step + 1) if s in logged and logged[s].get('kl') is not None]
+    return float(np.mean(v)) if v else None
+
 def curve_rl(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
-    from alpacafarm_nb.registry import REGISTRY, PPO_KL_COEF
+    """Train in chunks of `save_every` steps (resuming), stop once the KL (mean over the chunk) passes KL_CAP or at
+    RL_MAX_STEPS; then sample every checkpoint on the val prompts and score the samples with the pool reward model."""
+    from alpacafarm_nb.registry import REGISTRY
     from alpacafarm_nb.stages import sample_policy
     from alpacafarm_nb.methods.reward_model import score_rewards
     m = REGISTRY[method]
-    over = {**m.per_feedback.get('simulated', {}), 'max_steps': RL_MAX_STEPS, 'save_every': max(1, RL_MAX_STEPS // 10),
-            **m.fixed, 'progress': False}
+    every = max(1, RL_MAX_STEPS // 10)
+    over = {**m.per_feedback.get('simulated', {}), 'max_steps': RL_MAX_STEPS, 'save_every': every, **m.fixed, 'progress': False}
     cfg = m.config.resolve('pocket', over)
     out = c.work/method
     t0 = time.time()
-    m.train(c.sft10k, c.rm, list(c.world.splits['unlabeled']), out, config=cfg, resume=True)
+    prompts = list(c.world.splits['unlabeled'])
+    for stop in range(every, RL_MAX_STEPS + 1, every):
+        if (out/'checkpoints'/f'step_{stop:07d}'/'policy').is_dir(): continue
+        m.train(c.sft10k, c.rm, prompts, out, config=cfg, resume=True, stop_after=stop if stop < RL_MAX_STEPS else None)
+        kl = _kl_window({r['step']: r for r in _metrics(out)}, stop, every)
+        print(f'{method}: step {stop}, KL {kl}', flush=True)
+        if kl is not None and kl > KL_CAP: break
     t_train = time.time() - t0
     logged = {r['step']: r for r in _metrics(out)}
     val = c.val()
@@ -192,9 +206,9 @@ def curve_rl(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
         t1 = time.time()
         samples = sample_policy(folder, val, f'{method}_step{step}', 0, False, **SAMPLE)
         r = score_rewards(c.reward_model(), samples, 128)
-        rows.append(dict(steps=step, kl=0.0 if step == 0 else logged.get(step, {}).get('kl'), proxy_reward=float(np.mean(r)), se=mean_se(r),
-                         train_reward=logged.get(step, first).get('reward'), seconds=0.0 if step == 0 else logged.get(step, {}).get('elapsed_s'),
-                         eval_seconds=time.time() - t1))
+        rows.append(dict(steps=step, kl=0.0 if step == 0 else _kl_window(logged, step, every), kl_step=0.0 if step == 0 else logged.get(step, {}).get('kl'),
+                         proxy_reward=float(np.mean(r)), se=mean_se(r), train_reward=logged.get(step, first).get('reward'),
+                         seconds=0.0 if step == 0 else logged.get(step, {}).get('elapsed_s'), eval_seconds=time.time() - t1))
     df = pd.DataFrame(rows)
     ok = df[(df.steps > 0) & (df.kl.fillna(0) <= KL_CAP)]
     pick = int(choose_budget(ok.steps, ok.proxy_reward, ok.se))
