@@ -27,6 +27,7 @@ KL_CAP = 20.0
 NLL_TOL = 0.005       # nats per token: held-out NLL differences below this are not a reason to train longer (no per-row SE logged)
 RL_MAX_STEPS, RL_SAVE_EVERY = 60, 6
 BON_N = 128
+READ_ONLY = False     # --read-only: curves from the runs already in --work, nothing trained
 PAIR_EPOCHS = 3.0
 N_VAL = 200           # val instructions for the RL proxy reward (distinct, in split order)
 BON_VAL = 100         # val instructions for best-of-n (n candidates each): the farm's n_val
@@ -78,7 +79,7 @@ def curve_reward(c:Ctx) -> tuple[pd.DataFrame, dict]:
     n_train = 3341                                            # the farm's reward_simulated: 4000 pairs - 159 ties - 500 held out
     cfg = RewardModelConfig.resolve('pocket', dict(epochs=PAIR_EPOCHS, eval_every=_eval_every(n_train, cfg0.batch_size), progress=False))
     out = c.work/'reward'
-    s = train_reward_model(c.sft10k, c.pairs(), out, config=cfg, resume=True)
+    s = {} if READ_ONLY else train_reward_model(c.sft10k, c.pairs(), out, config=cfg, resume=True)
     n_held = s.get('n_heldout', 500)
     rows = [dict(epochs=r['epoch'], pairs_seen=r['step'] * cfg.batch_size, val_accuracy=r['val_accuracy'], val_loss=r['val_loss'],
                  se=binomial_se(r['val_accuracy'], n_held), seconds=r['elapsed_s']) for r in _evals(out, 'val_accuracy')]
@@ -95,7 +96,7 @@ def curve_pairwise(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
     n_train = len(pairs) - cfg0.val_size
     cfg = DPOConfig.resolve('pocket', dict(loss_type=loss, epochs=PAIR_EPOCHS, eval_every=_eval_every(n_train, cfg0.batch_size), progress=False))
     out = c.work/method
-    s = dpo(c.sft10k, pairs, out, config=cfg, resume=True)
+    s = {} if READ_ONLY else dpo(c.sft10k, pairs, out, config=cfg, resume=True)
     n_val = s.get('val_pairs') or cfg.val_size
     rows = [dict(epochs=r['epoch'], pairs_seen=r['step'] * cfg.batch_size, val_accuracy=r['val_reward_accuracy'],
                  val_margin=r.get('val_reward_margin'), val_loss=r['val_loss'], se=binomial_se(r['val_reward_accuracy'], n_val),
@@ -114,7 +115,7 @@ def curve_binary(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
     n_train = (len(pairs) - cfg0.val_size) * per_pair
     cfg = cls.resolve('pocket', dict(epochs=PAIR_EPOCHS, eval_every=_eval_every(n_train, cfg0.batch_size), progress=False))
     out = c.work/method
-    fn(c.sft10k, pairs, out, config=cfg, resume=True)
+    if not READ_ONLY: fn(c.sft10k, pairs, out, config=cfg, resume=True)
     rows = [dict(epochs=r['epoch'], val_nll=r['val_loss'], se=NLL_TOL, seconds=r['elapsed_s']) for r in _evals(out, 'val_loss')]
     df = pd.DataFrame(rows)
     pick = choose_budget(df.epochs, df.val_nll, None, higher_is_better=False, tol=NLL_TOL)
@@ -190,7 +191,7 @@ def curve_rl(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
     t0 = time.time()
     prompts = list(c.world.splits['unlabeled'])
     for stop in range(every, RL_MAX_STEPS + 1, every):
-        if (out/'checkpoints'/f'step_{stop:07d}'/'policy').is_dir(): continue
+        if READ_ONLY or (out/'checkpoints'/f'step_{stop:07d}'/'policy').is_dir(): continue
         m.train(c.sft10k, c.rm, prompts, out, config=cfg, resume=True, stop_after=stop if stop < RL_MAX_STEPS else None)
         kl = _kl_window({r['step']: r for r in _metrics(out)}, stop, every)
         print(f'{method}: step {stop}, KL {kl}', flush=True)
@@ -221,7 +222,7 @@ def _commit() -> str:
     except Exception: return 'unknown'
 
 def main(argv=None) -> int:
-    global PAIR_EPOCHS, RL_MAX_STEPS, BON_N
+    global PAIR_EPOCHS, RL_MAX_STEPS, BON_N, READ_ONLY
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--run', required=True, help='a complete farm run folder (read only)')
     p.add_argument('--out', default='benchmarks/results/proxy_budgets')
@@ -229,9 +230,10 @@ def main(argv=None) -> int:
     p.add_argument('--methods', default=','.join(ALL))
     p.add_argument('--pair-epochs', type=float, default=PAIR_EPOCHS, help='how far the pairwise / SFT-style curves go')
     p.add_argument('--rl-max-steps', type=int, default=RL_MAX_STEPS, help='how far the RL curves go')
+    p.add_argument('--read-only', action='store_true', help='train nothing: read the curve from the training runs already in --work (a run cut short by time)')
     p.add_argument('--bon-n', type=int, default=128, help='the largest n of the best-of-n curve (a power of 2)')
     a = p.parse_args(argv)
-    PAIR_EPOCHS, RL_MAX_STEPS, BON_N = a.pair_epochs, a.rl_max_steps, a.bon_n
+    PAIR_EPOCHS, RL_MAX_STEPS, BON_N, READ_ONLY = a.pair_epochs, a.rl_max_steps, a.bon_n, a.read_only
     run, out, work = Path(a.run), Path(a.out), Path(a.work)
     if not (run/'preferences'/'simulated.json').is_file():
         print(f"{run}: not a farm run folder (no preferences/simulated.json)", file=sys.stderr); return 2
@@ -251,6 +253,9 @@ def main(argv=None) -> int:
             df, meta = curve_expert_iteration(c, n)
         elif method in RL: df, meta = curve_rl(c, method)
         else: print(f"--methods: unknown method {method!r}; choose from {', '.join(ALL)}", file=sys.stderr); return 2
+        last = df.iloc[-1]
+        meta['curve_end_is_best'] = bool(last[meta['proxy']] == (df[meta['proxy']].max() if meta['higher_is_better'] else df[meta['proxy']].min()))
+        meta['read_only'] = READ_ONLY
         meta.update(method=method, wall_seconds=round(time.time() - t0, 1), feedback='simulated', curve_epochs=PAIR_EPOCHS if method not in RL else None,
                     load_note='measured on 2 cores shared with other jobs: seconds are slower than an idle machine')
         df.round(6).to_csv(csv, index=False)
