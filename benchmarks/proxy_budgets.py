@@ -177,6 +177,10 @@ def _kl_window(logged:dict, step:int, every:int) -> float|None:
     v = [logged[s]['kl'] for s in range(max(1, step - every + 1), step + 1) if s in logged and logged[s].get('kl') is not None]
     return float(np.mean(v)) if v else None
 
+def _rl_seconds(logged:dict, step:int) -> float:
+    "Training seconds up to `step`: the sum of the logged step times (a resumed run restarts its elapsed clock)."
+    return float(sum(logged[s].get('step_seconds') or 0.0 for s in logged if s <= step))
+
 def curve_rl(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
     """Train in chunks of `save_every` steps (resuming), stop once the KL (mean over the chunk) passes KL_CAP or at
     RL_MAX_STEPS; then sample every checkpoint on the val prompts and score the samples with the pool reward model."""
@@ -209,7 +213,7 @@ def curve_rl(c:Ctx, method:str) -> tuple[pd.DataFrame, dict]:
         r = score_rewards(c.reward_model(), samples, 128)
         rows.append(dict(steps=step, kl=0.0 if step == 0 else _kl_window(logged, step, every), kl_step=0.0 if step == 0 else logged.get(step, {}).get('kl'),
                          proxy_reward=float(np.mean(r)), se=mean_se(r), train_reward=logged.get(step, first).get('reward'),
-                         seconds=0.0 if step == 0 else logged.get(step, {}).get('elapsed_s'), eval_seconds=time.time() - t1))
+                         seconds=_rl_seconds(logged, step), eval_seconds=time.time() - t1))
     df = pd.DataFrame(rows)
     ok = df[(df.steps > 0) & (df.kl.fillna(0) <= KL_CAP)]
     pick = int(choose_budget(ok.steps, ok.proxy_reward, ok.se))
