@@ -42,7 +42,8 @@ _QUARK_PRESETS = {
                    save_every=20, sample_batch_size=32, mixed_precision='auto'),
     # max_steps: Quark's (alpacafarm variant) val proxy reward is within one SE of its best from step 32 on (KL 2.0 nats, far
     # below the 20-nat cap; the curve was cut at 40 steps by time): benchmarks/results/proxy_budgets/quark.csv, drawn at the end of
-    # this notebook (one-SE rule, nbs/57); save_every 6: 5 checkpoints and the last. The full variant shares it (its curve was not run).
+    # this notebook (one-SE rule, nbs/57); save_every 6: 5 checkpoints and the last. The full variant shares it, though its own curve
+    # (also drawn there) never rises above SFT10k's proxy reward and the rule would stop it at 8 steps.
     'pocket': dict(max_steps=32, rollout_batch_size=64, minibatch_size=32, micro_batch_size=32, epochs_per_rollout=2, lr=1e-4,
                    warmup_steps=5, max_new_tokens=96, max_prompt_tokens=192, save_every=6, sample_batch_size=64, mixed_precision='no'),
     'pocket-quick': dict(max_steps=6, rollout_batch_size=16, minibatch_size=8, micro_batch_size=8, epochs_per_rollout=2, lr=1e-4,
