@@ -26,7 +26,10 @@ class GRPOConfig(RLConfig):
     k: int = 4
     kl_coef: float = 0.04
     std_eps: float = 1e-4
-    presets: ClassVar[dict] = {name: dict(p, kl_coef=0.04) for name, p in _GROUP_PRESETS.items()}
+    # pocket: GRPO's val proxy reward still rises at the KL cap fixed beforehand (20 nats): step 40 is the last checkpoint under it
+    # (KL 19.8): benchmarks/results/proxy_budgets/grpo.csv, drawn at the end of this notebook (one-SE rule, nbs/57); save_every 8: 5 checkpoints
+    presets: ClassVar[dict] = {name: dict(p, kl_coef=0.04, **(dict(max_steps=40, save_every=8) if name == 'pocket' else {}))
+                               for name, p in _GROUP_PRESETS.items()}
 
     def check(self, world:int=1):
         if self.k < 2: raise ConfigError(f"k must be >= 2 (advantages are normalised within each prompt's group), got {self.k}")
