@@ -28,9 +28,9 @@ from .stages import (Stage, StageRunner, peak_memory_mb, log, provenance, proven
                                   STAGE_SECONDS, expected_seconds, size_scale)
 
 # %% auto #0
-__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'QUICK_OVERRIDES', 'PRESETS', 'LORA_FIELDS',
-           'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset', 'world_stage', 'base_stage',
-           'sft10k_stage', 'system_stage', 'base_stages', 'model_fingerprint', 'resolve_base_model',
+__all__ = ['POCKET_SYSTEMS', 'FEEDBACK', 'EXTRA_FEEDBACK', 'FEEDBACK_ANNOTATOR', 'QUICK_OVERRIDES', 'POCKET_OVERRIDES', 'PRESETS',
+           'LORA_FIELDS', 'PRETRAINED_PRESETS', 'NEED_STAGE', 'RECIPES', 'get_preset', 'config_preset', 'world_stage',
+           'base_stage', 'sft10k_stage', 'system_stage', 'base_stages', 'model_fingerprint', 'resolve_base_model',
            'pretrained_base_stage', 'pretrained_base', 'preference_samples_stage', 'preferences_stage', 'reward_stage',
            'feedback_stages', 'train_stage', 'method_config', 'policy_stages', 'best_of_n_samples_stage',
            'best_of_n_stage', 'best_of_n_stages', 'expert_iteration_samples_stage', 'expert_iteration_stage',
@@ -46,9 +46,11 @@ FEEDBACK_ANNOTATOR = dict(greedy='pocket_greedy')
 _RL_QUICK = dict(max_steps=2, save_every=1, rollout_batch_size=8, minibatch_size=8, micro_batch_size=8, warmup_steps=1)  # a smoke test: 2 checkpoints
 QUICK_OVERRIDES = {n: dict(_RL_QUICK) for n, m in REGISTRY.items() if m.checkpoints}
 
+# full Quark's own budget from its val proxy-reward curve (benchmarks/results/proxy_budgets/quark_full.csv); QuarkConfig's `pocket` preset is AlpacaFarm Quark's
+POCKET_OVERRIDES = dict(quark_full=dict(max_steps=8, save_every=1))
 _COMMON = dict(pool='pocket', humans='pocket_humans', n_eval=None, feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=None)
 PRESETS = {
-    'pocket': dict(_COMMON, world=dict(seed=0, sizes=None), presets='pocket', overrides={}, systems=POCKET_SYSTEMS,
+    'pocket': dict(_COMMON, world=dict(seed=0, sizes=None), presets='pocket', overrides=POCKET_OVERRIDES, systems=POCKET_SYSTEMS,
                    sample=dict(temperature=0.7, max_new_tokens=96, batch_size=128),
                    n_val=100),                # val instructions each RL checkpoint is sampled on (checkpoint selection)
     'pocket-quick': dict(_COMMON, world=dict(seed=0, sizes=dict(sft=600, preference=200, unlabeled=200, val=100, eval=120, pretrain=1500)),
