@@ -262,8 +262,8 @@ def best_of_n_stage(run, fb, ns, config):
     for n in ns:
         chosen = [dict(r, generator=f'{name}_n{n}') for r in select_best(scored, n)]
         write_records(chosen, run.out/'outputs'/f'{name}_n{n}.json')
-        if n == config.n: write_records([dict(r, generator=name) for r in chosen], run.out/'outputs'/f'{name}.json')
-    return dict(curve=best_of_n_curve(scored, ns))   # methods.csv's best_of_n row is the n its proxy curve chose (the preset's)
+        if n == ns[-1]: write_records([dict(r, generator=name) for r in chosen], run.out/'outputs'/f'{name}.json')
+    return dict(curve=best_of_n_curve(scored, ns))   # methods.csv's best_of_n row: the largest n evaluated (the preset's n when a power of 2)
 
 def best_of_n_stages(m:Method, cfg:Mapping, seed:int, progress:bool, judges:Mapping) -> tuple[list[Stage], dict]:
     c = m.config.resolve(config_preset(cfg, m.kind), _overrides(cfg, m.name))
@@ -272,7 +272,7 @@ def best_of_n_stages(m:Method, cfg:Mapping, seed:int, progress:bool, judges:Mapp
                           dict(best_of_n=_ident(c), seed=seed), ('samples/best_of_n_eval.jsonl',), f'{c.n} SFT10k samples per evaluation instruction')], {}
     for fb in feedback_sources(cfg, m.name):
         name, outs = f'best_of_n_{fb}', [f'best_of_n_{fb}_n{n}' for n in ns]
-        stages.append(Stage(name, partial(best_of_n_stage, fb=fb, ns=ns, config=c), ('best_of_n_samples', f'reward_{fb}'), dict(ns=ns, row_n=c.n),
+        stages.append(Stage(name, partial(best_of_n_stage, fb=fb, ns=ns, config=c), ('best_of_n_samples', f'reward_{fb}'), dict(ns=ns, row_n=ns[-1]),
                             (f'samples/{name}_scored.jsonl', f'outputs/{name}.json', *(f'outputs/{o}.json' for o in outs)), f'best-of-n for n in {ns} with the {fb} reward model'))
         sets.update({name: name, **{o: name for o in outs}})
     return stages, sets
