@@ -209,18 +209,27 @@ def comparison_columns(annotations:Mapping[str, Mapping[str, pd.DataFrame]], exp
     return pd.DataFrame.from_dict(rows, orient='index', columns=order) if names else pd.DataFrame(columns=order)
 
 # %% ../nbs/58_registry.ipynb #21d0d9bc
+def _correlated(rows:list, seed:int, n_boot:int, what:str, note:str) -> dict:
+    "{'methods': rows, 'n', 'n_boot'} and the correlations of their simulated and human scores (a `note` saying why not, with fewer than 3)."
+    res = dict(methods=rows, n=len(rows), n_boot=n_boot)
+    if len(rows) < 3: return res | dict(note=f"no correlation: {len(rows)} {what} have both a simulated and a human row; a ranking needs at least 3")
+    try: corr = ranking_correlation([r['simulated'] for r in rows], [r['human'] for r in rows], n_boot=n_boot, seed=seed)
+    except ValueError as e: return res | dict(note=f"no correlation: {e}")
+    return res | corr | dict(note=f"{note}; {corr.get('n_boot', n_boot)} bootstrap resamples over {what}")
+
 def ranking(methods:pd.DataFrame, seed:int=0, n_boot:int=2000) -> dict:
     """Per learned method its win rate trained and judged in simulation and trained and judged by the simulated humans
     (`analysis.simulated_vs_human`), and the Spearman, Kendall and Pearson correlations with bootstrap intervals over methods
-    (`analysis.ranking_correlation`); a `note` instead of correlations when fewer than 3 methods (or constant scores) leave nothing to correlate."""
-    rows = [dict(method=str(r['method']), simulated=float(r['simulated']), human=float(r['human'])) for r in simulated_vs_human(methods).to_dict('records')]
-    res = dict(methods=rows, n=len(rows), n_boot=n_boot)
-    if len(rows) < 3:
-        return res | dict(note=f"no correlation: {len(rows)} learned method(s) have both a simulated and a human row; a ranking needs at least 3")
-    try: corr = ranking_correlation([r['simulated'] for r in rows], [r['human'] for r in rows], n_boot=n_boot, seed=seed)
-    except ValueError as e: return res | dict(note=f"no correlation: {e}")
-    return res | corr | dict(note=f"simulated: trained on simulated feedback and judged by the pool; human: trained on human feedback "
-                                  f"and judged by the crowd; {corr.get('n_boot', n_boot)} bootstrap resamples over methods")
+    (`analysis.ranking_correlation`); a `note` instead of correlations when fewer than 3 methods (or constant scores) leave nothing to correlate.
+    `system_set` (where the table has systems trained on no feedback): the same over AlpacaFarm's Figure 3 set (see above)."""
+    def rows(unlearned): return [dict(method=str(r['method']), simulated=float(r['simulated']), human=float(r['human']))
+                                 for r in simulated_vs_human(methods, include_unlearned=unlearned).to_dict('records')]
+    learned, systems = rows(False), rows(True)
+    res = _correlated(learned, seed, n_boot, 'learned method(s)', "simulated: trained on simulated feedback and judged by the pool; "
+                      "human: trained on human feedback and judged by the crowd")
+    if len(systems) == len(learned): return res
+    return res | dict(system_set=_correlated(systems, seed, n_boot, 'system(s)', "AlpacaFarm's Figure 3 set: the learned methods as above, "
+                                            "and the systems without feedback judged by the pool (simulated) and by the crowd (human)"))
 
 # %% ../nbs/58_registry.ipynb #9f0316ba
 SEED_COLUMNS = ['seed_se_pool', 'seed_se_humans', 'n_seeds']

@@ -295,9 +295,15 @@ def _selected_checkpoints_table(results:Mapping) -> str:
 def _ranking_html(rank:Mapping|None) -> str:
     "ranking.json in words: the correlations with their bootstrap intervals, or why there are none."
     if not rank: return ''
-    corr = [f"{k} {rank[k]['value']:.2f} [{rank[k]['ci_low']:.2f}, {rank[k]['ci_high']:.2f}]" for k in ('spearman', 'kendall', 'pearson') if isinstance(rank.get(k), Mapping)]
-    return (f"<h3>Does simulation rank the methods as humans do? (ranking.json)</h3><p>{html.escape('; '.join(corr) or '')} "
-            f"over {rank.get('n', 0)} learned methods. {html.escape(rank.get('note', ''))}</p>")
+    def corr(r): return '; '.join(f"{k} {r[k]['value']:.2f} [{r[k]['ci_low']:.2f}, {r[k]['ci_high']:.2f}]" for k in ('spearman', 'kendall', 'pearson') if isinstance(r.get(k), Mapping))
+    def over_seeds(r):
+        si = r.get('seeds_and_instructions') or {}
+        return f" Resampling seeds and instructions: {corr(si)} ({si.get('n_seeds')} seeds)." if corr(si) else ''
+    ss = rank.get('system_set')
+    return (f"<h3>Does simulation rank the methods as humans do? (ranking.json)</h3><p>{html.escape(corr(rank))} "
+            f"over {rank.get('n', 0)} learned methods.{html.escape(over_seeds(rank))} {html.escape(rank.get('note', ''))}</p>"
+            + (f"<p>AlpacaFarm's Figure 3 system set: {html.escape(corr(ss))} over {ss.get('n', 0)} systems.{html.escape(over_seeds(ss))} "
+               f"{html.escape(ss.get('note', ''))}</p>" if ss else ''))
 
 
 # %% ../nbs/70_reports.ipynb #639ff8b4

@@ -186,9 +186,10 @@ def run(self:StageRunner, stages:Sequence[Stage]) -> dict:
     return self.summaries
 
 # %% ../nbs/59_stages.ipynb #2010edc8
-STAGE_SECONDS = {n: 30 if m.checkpoints else 50 for n, m in REGISTRY.items() if m.recipe} | dict(world=20, base=140, sft10k=215, preference_samples=60,
-                     preferences=1, reward=75, best_of_n_samples=55, best_of_n=35, expert_iteration_samples=70, expert_iteration=50,
-                     outputs=10, evaluate=1, checkpoints=25)
+STAGE_SECONDS = ({n: 100 if m.checkpoints else 70 for n, m in REGISTRY.items() if m.recipe}
+                 | dict(dpo=80, ipo=65, simpo=50, binary_feedme=70, binary_reward_conditioning=110, ppo=125, rloo=90, grpo=125, quark=50, quark_full=25)
+                 | dict(world=15, base=60, sft10k=370, preference_samples=45, preferences=1, reward=100, best_of_n_samples=120, best_of_n=55,
+                        expert_iteration_samples=70, expert_iteration=35, outputs=5, evaluate=1, checkpoints=45))
 
 def expected_seconds(name:str, scale:float=1.0) -> float:
     "First guess of a stage's seconds from its kind (the longest `STAGE_SECONDS` key that is its name or a prefix of it)."
@@ -446,11 +447,15 @@ def _wins(folder:Path, name:str, judge:str, keys:list) -> np.ndarray:
     s = pd.Series(pd.to_numeric(a['preference'], errors='coerce').to_numpy() - 1, index=list(zip(a['instruction'], a['input'].fillna(''))))
     return s[~s.index.duplicated()].reindex(keys).to_numpy(dtype=float)
 
-def seed_scores(folders:Sequence[Path], cfg:Mapping) -> dict:
-    "{'simulated': {method: wins (seeds, instructions)}, 'human': ...} of every learned method with both feedback sources (pool- and crowd-judged)."
+def seed_scores(folders:Sequence[Path], cfg:Mapping, unlearned:Sequence[str]=()) -> dict:
+    """{'simulated': {method: wins (seeds, instructions)}, 'human': ...} of every learned method with both feedback sources (pool- and crowd-judged);
+    with `unlearned` (output sets trained on no feedback), also each of those judged by the pool (simulated) and by the crowd (human)."""
     keys = [(r['instruction'], r['input'] or '') for r in read_records(folders[0]/'outputs'/'reference.json', 'output')]
     methods = [m for m in cfg['methods'] if all((f/'outputs'/f'{m}_{fb}.json').is_file() for f in folders for fb in ('simulated', 'human'))]
-    return {fb: {m: np.stack([_wins(f, f'{m}_{fb}', j, keys) for f in folders]) for m in methods} for fb, j in (('simulated', 'pool'), ('human', 'humans'))}
+    systems = [u for u in unlearned if all((f/'outputs'/f'{u}.json').is_file() for f in folders)]
+    return {fb: {**{m: np.stack([_wins(f, f'{m}_{fb}', j, keys) for f in folders]) for m in methods},
+                 **{u: np.stack([_wins(f, u, j, keys) for f in folders]) for u in systems}}
+            for fb, j in (('simulated', 'pool'), ('human', 'humans'))}
 
 # %% ../nbs/59_stages.ipynb #6cc16085
 def write_seed_tables(out:Path, runs:Sequence[tuple], cfg:Mapping) -> tuple:
@@ -463,6 +468,10 @@ def write_seed_tables(out:Path, runs:Sequence[tuple], cfg:Mapping) -> tuple:
     methods.to_csv(out/'methods.csv', index=False)
     overopt = pd.concat([t[2].assign(seed=s) for s, _, t in runs], ignore_index=True)
     overopt.to_csv(out/'overoptimization.csv', index=False)
-    rank = ranking(methods, seed=first) | dict(seeds_and_instructions=ranking_over_seeds(seed_scores([f for _, f, _ in runs], cfg), seed=first))
+    folders = [f for _, f, _ in runs]
+    rank = ranking(methods, seed=first) | dict(seeds_and_instructions=ranking_over_seeds(seed_scores(folders, cfg), seed=first))
+    if 'system_set' in rank:
+        unlearned = methods.loc[methods['feedback'] == 'none', 'method'].tolist()
+        rank['system_set']['seeds_and_instructions'] = ranking_over_seeds(seed_scores(folders, cfg, unlearned), seed=first)
     atomic_write_text(out/'ranking.json', json.dumps(rank, indent=2))
     return by_seed, methods, overopt, rank

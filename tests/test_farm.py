@@ -85,6 +85,7 @@ def check_learned_methods(out, res):
         for k in ("spearman", "kendall", "pearson"):
             assert -1 <= rank[k]["value"] <= 1 and rank[k]["ci_low"] <= rank[k]["ci_high"]
     else: assert rank["note"].startswith("no correlation"), rank
+    assert {r["method"] for r in rank["system_set"]["methods"]} >= {"sft10k", "base"}   # Figure 3's set adds the systems without feedback
     for name, st in res["stages"].items():
         if st["action"].startswith("ran"):
             assert 0 < st["peak_memory_mb"] <= res["peak_memory_mb"] and st["peak_memory_increase_mb"] >= 0, (name, st)
@@ -255,6 +256,11 @@ def test_farm_two_seeds(quick_run, tmp_path, cli_env):
     rank = json.loads((out / "ranking.json").read_text())
     si = rank["seeds_and_instructions"]
     assert si["n_seeds"] == 2 and si["n"] == 3 and si["spearman"]["ci_low"] <= si["spearman"]["ci_high"]
+    # AlpacaFarm's Figure 3 set: the 3 learned methods and every system trained on no feedback (its rows in methods.csv)
+    unlearned = set(methods.loc[methods.feedback == "none", "method"])
+    ss = rank["system_set"]
+    assert {r["method"] for r in ss["methods"]} == {"best_of_n", "dpo", "ppo"} | unlearned and ss["n"] == 3 + len(unlearned)
+    assert ss["seeds_and_instructions"]["n"] == ss["n"] and ss["seeds_and_instructions"]["n_seeds"] == 2
     assert res["annotation_cost"]["total"]["price"] > res["annotation_cost"]["per_seed"]["1"]["total"]["price"] > 0
 
 
