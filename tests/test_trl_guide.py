@@ -75,3 +75,21 @@ def test_trl_dpo_on_exported_pairs_then_generate(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "out.json").read_text())[0]["generator"] == "trl"
+
+
+CONVERT = ROOT / "examples" / "trl_dpo" / "to_alpaca_eval.py"
+
+
+def test_to_alpaca_eval_merges_the_input(tmp_path):
+    rows = [dict(instruction="Say a word.", input="", output="cat", generator="m"),
+            dict(instruction="Remove the word sun.", input="The sun is out.", output="The is out.", generator="m")]
+    (tmp_path / "o.json").write_text(json.dumps(rows))
+    r = subprocess.run([sys.executable, str(CONVERT), tmp_path / "o.json", tmp_path / "ae.json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "ae.json").read_text()) == [
+        dict(instruction="Say a word.", output="cat", generator="m"),
+        dict(instruction="Remove the word sun.\n\nThe sun is out.", output="The is out.", generator="m")]
+    (tmp_path / "bad.json").write_text(json.dumps([dict(instruction="a")]))
+    r = subprocess.run([sys.executable, str(CONVERT), tmp_path / "bad.json", tmp_path / "x.json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"to_alpaca_eval: error: {tmp_path / 'bad.json'}: row 0: field 'output' missing or not a string"]
