@@ -10,7 +10,7 @@ import argparse, json, sys, time
 from pathlib import Path
 
 
-def read_pairs(path: Path) -> list[dict]:
+def read_pairs(path: Path, may_be_empty: bool = False) -> list[dict]:
     "The rows of a prompt/chosen/rejected JSONL file; a bad file is one line on stderr and exit code 2."
     def fail(msg): print(f"train_dpo_trl: error: {msg}", file=sys.stderr); sys.exit(2)
     if not path.is_file(): fail(f"{path}: no such file (write it with `alpacafarm export-trl --preferences ...`)")
@@ -22,7 +22,7 @@ def read_pairs(path: Path) -> list[dict]:
         missing = [k for k in ('prompt', 'chosen', 'rejected') if not isinstance(r.get(k), str)]
         if missing: fail(f"{path}, line {i}: field '{missing[0]}' missing or not a string")
         rows.append(dict(prompt=r['prompt'], chosen=r['chosen'], rejected=r['rejected']))
-    if not rows: fail(f"{path}: no pairs")
+    if not rows and not may_be_empty: fail(f"{path}: no pairs")
     return rows
 
 
@@ -45,7 +45,8 @@ def main(argv=None) -> int:
         print(f"train_dpo_trl: error: --batch-size {a.batch_size} is not a multiple of --micro-batch-size {a.micro_batch_size}", file=sys.stderr)
         return 2
     data = Path(a.data)
-    train_rows, val_rows = read_pairs(data/'dpo_train.jsonl'), read_pairs(data/'dpo_val.jsonl') if (data/'dpo_val.jsonl').is_file() else None
+    train_rows = read_pairs(data/'dpo_train.jsonl')
+    val_rows = read_pairs(data/'dpo_val.jsonl', may_be_empty=True) if (data/'dpo_val.jsonl').is_file() else []   # export-trl --val-size 0: empty
 
     import torch
     from datasets import Dataset
