@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     'best-of-n':     ('alpacafarm_nb.methods.best_of_n', 'best_of_n_cli', 'sample n outputs per instruction, keep the one the reward model prefers'),
     'farm':          ('alpacafarm_nb.cli', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
     'report':        ('alpacafarm_nb.reports', 'report_cli', 'run a reproduction notebook of reports/ and write a self-contained HTML page'),
+    'export-trl':    ('alpacafarm_nb.trl_export', 'export_trl_cli', "preference pairs and demonstrations as the JSONL files TRL's trainers read"),
 }
 
 def _parser() -> argparse.ArgumentParser:
