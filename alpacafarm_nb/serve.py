@@ -6,7 +6,7 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
 # %% ../nbs/12_judge_server.ipynb #b4293978
 from __future__ import annotations
-import argparse, ast, errno, json, math, random, re, signal, socket, sys, threading, time, uuid
+import argparse, ast, errno, functools, json, math, random, re, signal, socket, sys, threading, time, uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -40,18 +40,29 @@ def task_text(messages) -> str:
     return prompt_text(messages[last + 1:])
 
 # %% ../nbs/12_judge_server.ipynb #f7a4b53a
-_LABELS = dict(instruction=r'Instruction', input=r'Input', output_1=r'Output \(a\)', output_2=r'Output \(b\)')
-_AB_FIELD = re.compile(r'^[ \t]*(?P<level>#*)[ \t]*\**[ \t]*(?:' + '|'.join(f'(?P<{k}>{v})' for k, v in _LABELS.items()) +
-                       r')(?:[ \t]+(?:for[ \t]+)?(?:example[ \t]+)?\d+)?[ \t]*\**[ \t]*(?::[ \t]*\**[ \t]*|$)', re.M | re.I)
+_NAMINGS = {  # how a prompt names the two outputs: (first, second) as field labels and as answers; regex flags
+    'paren': ((r'Output \(a\)', r'Output \(b\)'), (r'(?:Output )?\(a\)', r'(?:Output )?\(b\)'), re.I),
+    'letter': ((r'Output `?A`?', r'Output `?B`?'), (r'(?:Output )?`?A`?', r'(?:Output )?`?B`?'), 0)}
 _MD_HEADING = re.compile(r'^[ \t]*(#+)[ \t]', re.M)
-_AB_QUESTION = re.compile(r'^[^\n]*(?:Output \(a\)[^\n]*Output \(b\)[^\n]*\?|Best output)[^\n]*$', re.M | re.I)
-_AB_ANSWERED = re.compile(r'(?P<sep>^|:[ \t]*)(?P<ab>(?:Output )?\([ab]\))[ \t.]*$|"[^"\n]*"[ \t]*:[ \t]*(?:true|false)\b', re.M | re.I)
+_JSON_ANSWER = r'"[^"\n]*"[ \t]*:[ \t]*(?:true|false)\b'
 
-def read_ab_pairs(text:str) -> list[dict]:
-    "The pairs to judge in `text` written in the `Output (a)`/`Output (b)` convention, after its last shown answer (empty if none)."
-    text = text[max((m.end() for m in _AB_ANSWERED.finditer(text)), default=0):]
-    found = list(_AB_FIELD.finditer(text))
-    stops = sorted([m.start() for m in found] + [m.start() for m in _AB_QUESTION.finditer(text)] + [len(text)])
+@functools.cache
+def _ab_regexes(naming:str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    "A field's label line, a question line naming both outputs (or `Best output`), and a shown answer, for `naming`."
+    (f1, f2), (a1, a2), flags = _NAMINGS[naming]
+    labels = dict(instruction=r'Instruction', input=r'Input', output_1=f1, output_2=f2)
+    field = re.compile(r'^[ \t]*(?P<level>#*)[ \t]*\**[ \t]*(?:' + '|'.join(f'(?P<{k}>{v})' for k, v in labels.items()) +
+                       r')(?:[ \t]+(?:for[ \t]+)?(?:example[ \t]+)?\d+)?[ \t]*\**[ \t]*(?::[ \t]*\**[ \t]*|$)', re.M | flags)
+    question = re.compile(rf'^[^\n]*(?:{a1}\b[^\n]*{a2}\b[^\n]*\?|Best output)[^\n]*$', re.M | flags)
+    answered = re.compile(rf'(?P<sep>^|:[ \t]*)(?P<ab>{a1}|{a2})[ \t.]*$|{_JSON_ANSWER}', re.M | flags)
+    return field, question, answered
+
+def read_ab_pairs(text:str, naming:str='paren') -> list[dict]:
+    "The pairs to judge in `text` whose outputs are named `Output (a)`/`Output (b)` (or `Output A`/`Output B`), after its last shown answer."
+    field, question, answered = _ab_regexes(naming)
+    text = text[max((m.end() for m in answered.finditer(text)), default=0):]
+    found = list(field.finditer(text))
+    stops = sorted([m.start() for m in found] + [m.start() for m in question.finditer(text)] + [len(text)])
     headings = [(m.start(), len(m.group(1))) for m in _MD_HEADING.finditer(text)]
     pairs = []
     for m in found:
@@ -92,7 +103,8 @@ def read_identified_pair(text:str) -> tuple[dict, tuple[str, str]]|None:
 
 # %% ../nbs/12_judge_server.ipynb #5eeba6fd
 STRUCTURES = ("a pocket judge template (by its system message)",
-              "pairs in the `Output (a)`/`Output (b)` convention (fields headed `Instruction`, optional `Input`, `Output (a)`, `Output (b)`; "
+              "pairs in the `Output (a)`/`Output (b)` convention (fields headed `Instruction`, optional `Input`, `Output (a)`, `Output (b)`, "
+              "or `Output A`, `Output B`; "
               "one or a batch of pairs per prompt; shown examples answered before them)",
               "one pair whose outputs carry model identifiers (`\"instruction\": ...` then two entries like "
               "`\"model_identifier\": \"m\", \"output\": ...`)")
@@ -132,11 +144,12 @@ class PairwisePrompt:
 
     def format_reply(self, preferences) -> str: return ''.join(t for t, _ in self.reply_parts(preferences))
 
-def _ab_prompt(pairs, text) -> PairwisePrompt:
+def _ab_prompt(pairs, text, naming) -> PairwisePrompt:
+    if naming == 'letter': return PairwisePrompt(pairs, ('A', 'B'))
     if m := _JSON_CHOICE.search(text):
         note = _JSON_NOTE.search(text)
         return PairwisePrompt(pairs, answer='json', key=m.group(1), note_key=note.group(1) if note else 'explanation')
-    last = [m for m in _AB_ANSWERED.finditer(text) if m.group('ab')][-1:]
+    last = [m for m in _ab_regexes(naming)[2].finditer(text) if m.group('ab')][-1:]
     if last and not last[0].group('ab').lower().startswith('output'):
         return PairwisePrompt(pairs, ('(a)', '(b)'), prefix='\n' if last[0].group('sep') == '' else ' ')
     return PairwisePrompt(pairs)
@@ -148,7 +161,8 @@ def read_pairwise_prompt(messages) -> PairwisePrompt:
         pair, ids = found
         if m := _RANKING.search(whole): return PairwisePrompt([pair], ids, 'ranking', key=m.group(1), quote=m.group(2))
         return PairwisePrompt([pair], ids)
-    if pairs := read_ab_pairs(task): return _ab_prompt(pairs, whole)
+    for naming in _NAMINGS:
+        if pairs := read_ab_pairs(task, naming): return _ab_prompt(pairs, whole, naming)
     raise ValueError("prompt not read: no pairwise judging prompt found; the server reads " + "; ".join(STRUCTURES))
 
 # %% ../nbs/12_judge_server.ipynb #c3dbb2b3
