@@ -53,7 +53,7 @@ def _ab_regexes(naming:str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     labels = dict(instruction=r'Instruction', input=r'Input', output_1=f1, output_2=f2)
     field = re.compile(r'^[ \t]*(?P<level>#*)[ \t]*\**[ \t]*(?:' + '|'.join(f'(?P<{k}>{v})' for k, v in labels.items()) +
                        r')(?:[ \t]+(?:for[ \t]+)?(?:example[ \t]+)?\d+)?[ \t]*\**[ \t]*(?::[ \t]*\**[ \t]*|$)', re.M | flags)
-    question = re.compile(rf'^[^\n]*(?:{a1}\b[^\n]*{a2}\b[^\n]*\?|Best output)[^\n]*$', re.M | flags)
+    question = re.compile(rf'^[^\n]*(?:{a1}(?!\w)[^\n]*{a2}(?!\w)[^\n]*\?|Best output)[^\n]*$', re.M | flags)
     answered = re.compile(rf'(?P<sep>^|:[ \t]*)(?P<ab>{a1}|{a2})[ \t.]*$|{_JSON_ANSWER}', re.M | flags)
     return field, question, answered
 
@@ -109,7 +109,6 @@ STRUCTURES = ("a pocket judge template (by its system message)",
               "one pair whose outputs carry model identifiers (`\"instruction\": ...` then two entries like "
               "`\"model_identifier\": \"m\", \"output\": ...`)")
 _JSON_CHOICE = re.compile(r'"([^"\n]*Output \(a\)[^"\n]*)"[ \t]*:[ \t]*(?:true|false)\b', re.I)
-_JSON_NOTE = re.compile(r'"([^"\n]*explanation[^"\n]*)"[ \t]*:', re.I)
 _RANKING = re.compile(r'["\']?(' + _ID_KEYS + r')["\']?\s*:\s*[^,\n{}]*,\s*(["\'])rank["\']\s*:')
 
 @dataclass
@@ -144,11 +143,18 @@ class PairwisePrompt:
 
     def format_reply(self, preferences) -> str: return ''.join(t for t, _ in self.reply_parts(preferences))
 
+def _json_note_key(text:str, key:str) -> str:
+    "The text field of the prompt's shown JSON answers (the first string field of an object holding `key`), else 'explanation'."
+    for m in re.finditer(r'\{[^{}]*\}', text):
+        try: obj = json.loads(m.group(0))
+        except json.JSONDecodeError: continue
+        if isinstance(obj, dict) and key in obj: return next((k for k, v in obj.items() if isinstance(v, str)), 'explanation')
+    return 'explanation'
+
 def _ab_prompt(pairs, text, naming) -> PairwisePrompt:
     if naming == 'letter': return PairwisePrompt(pairs, ('A', 'B'))
     if m := _JSON_CHOICE.search(text):
-        note = _JSON_NOTE.search(text)
-        return PairwisePrompt(pairs, answer='json', key=m.group(1), note_key=note.group(1) if note else 'explanation')
+        return PairwisePrompt(pairs, answer='json', key=m.group(1), note_key=_json_note_key(text, m.group(1)))
     last = [m for m in _ab_regexes(naming)[2].finditer(text) if m.group('ab')][-1:]
     if last and not last[0].group('ab').lower().startswith('output'):
         return PairwisePrompt(pairs, ('(a)', '(b)'), prefix='\n' if last[0].group('sep') == '' else ' ')
