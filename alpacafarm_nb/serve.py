@@ -1,4 +1,4 @@
-"""`alpacafarm serve-judges` serves every pocket judge and every simulated human as an OpenAI-compatible chat-completions endpoint (one model id each), reading the very prompts the real annotator configs send. The farm can then run its annotation through the exact code path used with paid APIs.
+"""`alpacafarm serve-judges` serves every pocket judge and every simulated human as an OpenAI-compatible endpoint (one model id each, plus the pool and the crowd), reading the very prompts the real annotator configs send, and the pairwise prompts of the field's own clients (AlpacaFarm, alpaca_eval) by their structure. The farm can then run its annotation through the exact code path used with paid APIs, and the field's tools can use the pocket world's judges unchanged.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
