@@ -44,7 +44,7 @@ _NAMINGS = {  # how a prompt names the two outputs: (first, second) as field lab
     'paren': ((r'Output \(a\)', r'Output \(b\)'), (r'(?:Output )?\(a\)', r'(?:Output )?\(b\)'), re.I),
     'letter': ((r'Output `?A`?', r'Output `?B`?'), (r'(?:Output )?`?A`?', r'(?:Output )?`?B`?'), 0)}
 _MD_HEADING = re.compile(r'^[ \t]*(#+)[ \t]', re.M)
-_JSON_ANSWER = r'"[^"\n]*"[ \t]*:[ \t]*(?:true|false)\b'
+_JSON_ANSWER = r'"[^"\n]*Output \(a\)[^"\n]*"[ \t]*:[ \t]*(?:true|false)\b'   # a shown JSON answer: a boolean field naming the outputs
 
 @functools.cache
 def _ab_regexes(naming:str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
@@ -53,12 +53,14 @@ def _ab_regexes(naming:str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     labels = dict(instruction=r'Instruction', input=r'Input', output_1=f1, output_2=f2)
     field = re.compile(r'^[ \t]*(?P<level>#*)[ \t]*\**[ \t]*(?:' + '|'.join(f'(?P<{k}>{v})' for k, v in labels.items()) +
                        r')(?:[ \t]+(?:for[ \t]+)?(?:example[ \t]+)?\d+)?[ \t]*\**[ \t]*(?::[ \t]*\**[ \t]*|$)', re.M | flags)
-    question = re.compile(rf'^[^\n]*(?:{a1}(?!\w)[^\n]*{a2}(?!\w)[^\n]*\?|Best output)[^\n]*$', re.M | flags)
-    answered = re.compile(rf'(?P<sep>^|:[ \t]*)(?P<ab>{a1}|{a2})[ \t.]*$|{_JSON_ANSWER}', re.M | flags)
+    asks = rf'^[^\n]*(?:{a1}(?!\w)[^\n]*{a2}(?!\w)[^\n]*\?|Best output)'
+    question = re.compile(asks + r'[^\n]*$', re.M | flags)
+    answered = re.compile(asks + rf'[^\n]*?(?:(?P<inline>:[ \t]*)|\n\s*)(?P<ab>{a1}|{a2})[ \t.]*$|{_JSON_ANSWER}', re.M | flags)
     return field, question, answered
 
 def read_ab_pairs(text:str, naming:str='paren') -> list[dict]:
-    "The pairs to judge in `text` whose outputs are named `Output (a)`/`Output (b)` (or `Output A`/`Output B`), after its last shown answer."
+    """The pairs to judge in `text` whose outputs are named `Output (a)`/`Output (b)` (or `Output A`/`Output B`), after its last
+    shown answer: a label after a question line's colon or alone on the line after it, or a JSON boolean field naming the outputs."""
     field, question, answered = _ab_regexes(naming)
     text = text[max((m.end() for m in answered.finditer(text)), default=0):]
     found = list(field.finditer(text))
@@ -157,7 +159,7 @@ def _ab_prompt(pairs, text, naming) -> PairwisePrompt:
         return PairwisePrompt(pairs, answer='json', key=m.group(1), note_key=_json_note_key(text, m.group(1)))
     last = [m for m in _ab_regexes(naming)[2].finditer(text) if m.group('ab')][-1:]
     if last and not last[0].group('ab').lower().startswith('output'):
-        return PairwisePrompt(pairs, ('(a)', '(b)'), prefix='\n' if last[0].group('sep') == '' else ' ')
+        return PairwisePrompt(pairs, ('(a)', '(b)'), prefix=' ' if last[0].group('inline') is not None else '\n')
     return PairwisePrompt(pairs)
 
 def read_pairwise_prompt(messages) -> PairwisePrompt:
