@@ -124,26 +124,33 @@ class PairwisePrompt:
     note_key: str = 'explanation'  # the JSON explanation field
     quote: str = "'"               # quotes of a ranking
 
-    def reply_parts(self, preferences) -> list[tuple[str, int|None]]:
-        "The answer to `preferences` (1.0: first output, 2.0: second; a tie shows as the first) as (text, pair index or None) pieces."
+    def reply_parts(self, preferences) -> list[tuple[str, tuple|None]]:
+        """The answer to `preferences` (1.0: first output, 2.0: second; a tie shows as the first) as (text, choice) pieces, where a
+        piece naming pair i's choice has choice = (i, whether it is the second output, the text naming the other output)."""
         second = [p is not None and float(p) > 1.5 for p in preferences]
         if self.answer == 'ranking':
             q, k = self.quote, self.key
-            a, b = self.labels[::-1] if second[0] else self.labels
-            return [(f"[{{{q}{k}{q}: {q}", None), (a, 0), (f"{q}, {q}rank{q}: 1}}, {{{q}{k}{q}: {q}{b}{q}, {q}rank{q}: 2}}]", None)]
+            best, worse = self.labels[::-1] if second[0] else self.labels
+            return [(f"[{{{q}{k}{q}: {q}", None), (best, (0, second[0], worse)),
+                    (f"{q}, {q}rank{q}: 1}}, {{{q}{k}{q}: {q}{worse}{q}, {q}rank{q}: 2}}]", None)]
         parts = []
         for i, s in enumerate(second):
             if i: parts.append(('\n\n' if self.answer == 'json' else '\n', None))
             if self.answer == 'json':
                 why = f"Output ({'b' if s else 'a'}) follows the instruction better."
-                parts += [(json.dumps({self.note_key: why, self.key: True})[:-len('true}')], None), ('false' if s else 'true', i), ('}', None)]
+                head = json.dumps({self.note_key: why, self.key: True})[:-len('true}')]
+                parts += [(head, None), ('false' if s else 'true', (i, s, 'true' if s else 'false')), ('}', None)]
             else:
-                head, letter = self.labels[1 if s else 0].rsplit('(', 1) if '(' in self.labels[0] else ('', self.labels[1 if s else 0])
-                parts += [(self.prefix + head + ('(' if '(' in self.labels[0] else ''), None), (letter.rstrip(')'), i)]
-                if letter.endswith(')'): parts.append((')', None))
-        return [(t, i) for t, i in parts if t]
+                (before, first, after), (_, other, _) = (_split_label(l) for l in (self.labels[::-1] if s else self.labels))
+                parts += [(self.prefix + before, None), (first, (i, s, other)), (after, None)]
+        return [(t, c) for t, c in parts if t]
 
     def format_reply(self, preferences) -> str: return ''.join(t for t, _ in self.reply_parts(preferences))
+
+def _split_label(label:str) -> tuple[str, str, str]:
+    "A label as (text before, the token naming the choice, text after): 'Output (a)' -> ('Output (', 'a', ')'); 'm' -> ('', 'm', '')."
+    m = re.fullmatch(r'(.*\()(\w+)(\))', label)
+    return m.groups() if m else ('', label, '')
 
 def _json_note_key(text:str, key:str) -> str:
     "The text field of the prompt's shown JSON answers (the first string field of an object holding `key`), else 'explanation'."
@@ -176,17 +183,13 @@ def read_pairwise_prompt(messages) -> PairwisePrompt:
 # %% ../nbs/12_judge_server.ipynb #c3dbb2b3
 def _logprob(p:float) -> float: return math.log(p) if p > 0 else -9999.0
 
-def _alternative(text:str) -> str:
-    return {'a': 'b', 'b': 'a', 'true': 'false', 'false': 'true'}.get(text, text)
-
-def reply_logprobs(prompt:PairwisePrompt|None, parts:list, prob_second:Sequence[float]|None) -> list[dict]:
-    "OpenAI chat `logprobs.content` for a reply in `parts`, with each choice's probability from `prob_second` (P(output_2) per pair)."
+def reply_logprobs(parts:list, prob_second:Sequence[float]|None) -> list[dict]:
+    "OpenAI chat `logprobs.content` for a reply in `parts` (`reply_parts`), each choice's probability from `prob_second` (P(output_2) per pair)."
+    tok = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))
     out = []
-    for text, i in parts:
-        tok = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))
-        if i is None or prob_second is None: out.append({**tok(text, 0.0), 'top_logprobs': [tok(text, 0.0)]}); continue
-        other = next((l for l in prompt.labels if l != text), None) if text in prompt.labels else _alternative(text)
-        second = text in (prompt.labels[1], 'b', 'false')
+    for text, choice in parts:
+        if choice is None or prob_second is None: out.append({**tok(text, 0.0), 'top_logprobs': [tok(text, 0.0)]}); continue
+        i, second, other = choice
         p = prob_second[i] if second else 1.0 - prob_second[i]
         top = sorted([tok(text, _logprob(p)), tok(other, _logprob(1.0 - p))], key=lambda d: -d['logprob'])
         out.append({**tok(text, _logprob(p)), 'top_logprobs': top})
@@ -300,7 +303,7 @@ class ChatSimulationServer:
         if body.get('logprobs') and not tool:
             probs = (self.probability(model, examples, seed) if self.probability else
                      [0.5 if p is None or p == 1.5 else float(p > 1.5) for p in prefs])
-            tokens = reply_logprobs(read, parts, probs if read is not None else None)
+            tokens = reply_logprobs(parts, probs if read is not None else None)
             choice['logprobs'] = _logprobs_field(tokens, body, chat)
         prompt_chars = len(prompt) if isinstance(prompt, str) else sum(len(str(m.get('content') or '')) for m in prompt)
         return 200, dict(id=f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:12]}", object='chat.completion' if chat else 'text_completion',
