@@ -104,14 +104,10 @@ def read_identified_pair(text:str) -> tuple[dict, tuple[str, str]]|None:
             (_string(entries[0], 'id'), _string(entries[1], 'id')))
 
 # %% ../nbs/12_judge_server.ipynb #5eeba6fd
-STRUCTURES = ("a pocket judge template (by its system message)",
-              "pairs in the `Output (a)`/`Output (b)` convention (fields headed `Instruction`, optional `Input`, `Output (a)`, `Output (b)`, "
-              "or `Output A`, `Output B`; "
-              "one or a batch of pairs per prompt; shown examples answered before them)",
-              "one pair whose outputs carry model identifiers (`\"instruction\": ...` then two entries like "
-              "`\"model_identifier\": \"m\", \"output\": ...`)")
-_JSON_CHOICE = re.compile(r'"([^"\n]*Output \(a\)[^"\n]*)"[ \t]*:[ \t]*(?:true|false)\b', re.I)
-_RANKING = re.compile(r'["\']?(' + _ID_KEYS + r')["\']?\s*:\s*[^,\n{}]*,\s*(["\'])rank["\']\s*:')
+def _split_label(label:str) -> tuple[str, str, str]:
+    "A label as (text before, the token naming the choice, text after): 'Output (a)' -> ('Output (', 'a', ')'); 'm' -> ('', 'm', '')."
+    m = re.fullmatch(r'(.*\()(\w+)(\))', label)
+    return m.groups() if m else ('', label, '')
 
 @dataclass
 class PairwisePrompt:
@@ -147,10 +143,15 @@ class PairwisePrompt:
 
     def format_reply(self, preferences) -> str: return ''.join(t for t, _ in self.reply_parts(preferences))
 
-def _split_label(label:str) -> tuple[str, str, str]:
-    "A label as (text before, the token naming the choice, text after): 'Output (a)' -> ('Output (', 'a', ')'); 'm' -> ('', 'm', '')."
-    m = re.fullmatch(r'(.*\()(\w+)(\))', label)
-    return m.groups() if m else ('', label, '')
+# %% ../nbs/12_judge_server.ipynb #72a74b38
+STRUCTURES = ("a pocket judge template (by its system message)",
+              "pairs in the `Output (a)`/`Output (b)` convention (fields headed `Instruction`, optional `Input`, `Output (a)`, `Output (b)`, "
+              "or `Output A`, `Output B`; "
+              "one or a batch of pairs per prompt; shown examples answered before them)",
+              "one pair whose outputs carry model identifiers (`\"instruction\": ...` then two entries like "
+              "`\"model_identifier\": \"m\", \"output\": ...`)")
+_JSON_CHOICE = re.compile(r'"([^"\n]*Output \(a\)[^"\n]*)"[ \t]*:[ \t]*(?:true|false)\b', re.I)
+_RANKING = re.compile(r'["\']?(' + _ID_KEYS + r')["\']?\s*:\s*[^,\n{}]*,\s*(["\'])rank["\']\s*:')
 
 def _json_note_key(text:str, key:str) -> str:
     "The text field of the prompt's shown JSON answers (the first string field of an object holding `key`), else 'explanation'."
@@ -210,6 +211,34 @@ def tool_arguments(function:Mapping, prompt:PairwisePrompt, preference:float) ->
         elif set(prompt.labels) <= set(spec.get('enum') or []): args[name] = best
         else: args[name] = f"{best} answers the instruction better."
     return args
+
+# %% ../nbs/12_judge_server.ipynb #ab7a88c8
+def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
+
+def _unknown_model(model, models):
+    return _err(f"The model `{model}` does not exist; served models: {', '.join(models)}" if models else f"The model `{model}` does not exist",
+                'model_not_found')
+
+def _called_tool(body:Mapping) -> dict|None:
+    "The function a request asks to be called: the one `tool_choice` names, else the first of `tools` (None without tools)."
+    fns = [t.get('function') for t in body.get('tools') or [] if isinstance(t, Mapping) and isinstance(t.get('function'), Mapping)]
+    named = ((body.get('tool_choice') or {}).get('function') or {}).get('name') if isinstance(body.get('tool_choice'), Mapping) else None
+    return next((f for f in fns if f.get('name') == named), fns[0] if fns else None)
+
+def _logprobs_field(tokens:list[dict], body:Mapping, chat:bool) -> dict:
+    "A choice's `logprobs` in the chat format (`content`, with `top_logprobs` of the size asked) or the completions format."
+    if chat:
+        n = int(body.get('top_logprobs') or 0)
+        return dict(content=[{**d, 'top_logprobs': d['top_logprobs'][:n]} for d in tokens])
+    n, offsets = max(1, int(body.get('logprobs') or 1)), [0]
+    for d in tokens: offsets.append(offsets[-1] + len(d['token']))
+    return dict(tokens=[d['token'] for d in tokens], token_logprobs=[d['logprob'] for d in tokens], text_offset=offsets[:-1],
+                top_logprobs=[{x['token']: x['logprob'] for x in d['top_logprobs'][:n]} for d in tokens])
+
+def _set_content(obj:dict, text:str):
+    c = obj['choices'][0]
+    if 'message' in c: c['message']['content'] = text
+    else: c['text'] = text
 
 # %% ../nbs/12_judge_server.ipynb #07e9c892
 FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
@@ -282,6 +311,7 @@ class ChatSimulationServer:
         if chat and (not isinstance(prompt, list) or not prompt): return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
         if not chat and not isinstance(prompt, str): return 400, _err("prompt must be one string", 'invalid_request_error'), [], None
         if self.models and model not in self.models: return 404, _unknown_model(model, self.models), [], None
+        if body.get('stream'): return 400, _err("stream=true is not supported: ask without streaming", 'invalid_request_error'), [], None
         t = next((t for t in self.templates if t.matches(prompt)), None) if chat else None
         try:
             read = None if t is not None else read_pairwise_prompt(prompt)
@@ -365,33 +395,6 @@ class ChatSimulationServer:
                         if server.record: server.billed_examples.extend(examples); server.seeds.append(seed)
                 self._send(code, obj)
         return Handler
-
-def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
-
-def _unknown_model(model, models):
-    return _err(f"The model `{model}` does not exist; served models: {', '.join(models)}" if models else f"The model `{model}` does not exist",
-                'model_not_found')
-
-def _called_tool(body:Mapping) -> dict|None:
-    "The function a request asks to be called: the one `tool_choice` names, else the first of `tools` (None without tools)."
-    fns = [t.get('function') for t in body.get('tools') or [] if isinstance(t, Mapping) and isinstance(t.get('function'), Mapping)]
-    named = ((body.get('tool_choice') or {}).get('function') or {}).get('name') if isinstance(body.get('tool_choice'), Mapping) else None
-    return next((f for f in fns if f.get('name') == named), fns[0] if fns else None)
-
-def _logprobs_field(tokens:list[dict], body:Mapping, chat:bool) -> dict:
-    "A choice's `logprobs` in the chat format (`content`, with `top_logprobs` of the size asked) or the completions format."
-    if chat:
-        n = int(body.get('top_logprobs') or 0)
-        return dict(content=[{**d, 'top_logprobs': d['top_logprobs'][:n]} for d in tokens])
-    n, offsets = max(1, int(body.get('logprobs') or 1)), [0]
-    for d in tokens: offsets.append(offsets[-1] + len(d['token']))
-    return dict(tokens=[d['token'] for d in tokens], token_logprobs=[d['logprob'] for d in tokens], text_offset=offsets[:-1],
-                top_logprobs=[{x['token']: x['logprob'] for x in d['top_logprobs'][:n]} for d in tokens])
-
-def _set_content(obj:dict, text:str):
-    c = obj['choices'][0]
-    if 'message' in c: c['message']['content'] = text
-    else: c['text'] = text
 
 # %% ../nbs/12_judge_server.ipynb #b79a3161
 class PocketAnnotators:

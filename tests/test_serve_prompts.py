@@ -135,6 +135,8 @@ def test_unreadable_prompt_is_400_naming_the_structures(client):
         chat(client, 'pocket_greedy', 'Which reply is kinder?\nReply one: hello\nReply two: go away')
     msg = str(ex.value)
     assert 'no pairwise judging prompt found' in msg and '`Output (a)`/`Output (b)`' in msg and 'model identifiers' in msg
+    with pytest.raises(openai.BadRequestError, match='stream=true is not supported'):
+        client.chat.completions.create(model='pocket_greedy', messages=[dict(role='user', content=identifiers(SHOWN))], stream=True)
 
 
 @pytest.mark.parametrize('model,seed', [('pocket_strong_batch5_lines', 0), ('pocket_weak_batch5_lines', 3), ('pocket_human_05', 1)])
