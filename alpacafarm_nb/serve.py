@@ -34,9 +34,11 @@ def prompt_text(messages) -> str:
     return re.sub(r'<\|(?:im_start|im_end|endofprompt)\|>[^\n]*\n?', '', '\n\n'.join(parts))
 
 def task_text(messages) -> str:
-    "The part of a prompt holding the pairs to judge: a chat's messages after its last assistant turn (earlier turns are shown examples)."
+    """The part of a prompt holding the pairs to judge: a chat's messages after its last assistant turn (earlier turns are shown
+    examples; so are messages named `example_assistant`, OpenAI's older few-shot convention)."""
     if isinstance(messages, str): return prompt_text(messages)
-    last = max((i for i, m in enumerate(messages) if isinstance(m, Mapping) and m.get('role') == 'assistant'), default=-1)
+    answered = lambda m: isinstance(m, Mapping) and (m.get('role') == 'assistant' or m.get('name') == 'example_assistant')
+    last = max((i for i, m in enumerate(messages) if answered(m)), default=-1)
     return prompt_text(messages[last + 1:])
 
 # %% ../nbs/12_judge_server.ipynb #f7a4b53a
@@ -308,6 +310,8 @@ class ChatSimulationServer:
         model, chat = body.get('model') or '', endpoint == 'chat'
         prompt = body.get('messages') if chat else body.get('prompt')
         if not chat and isinstance(prompt, list) and len(prompt) == 1: prompt = prompt[0]
+        if not chat and isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            return self._answer_each(body, prompt)
         if chat and (not isinstance(prompt, list) or not prompt): return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
         if not chat and not isinstance(prompt, str): return 400, _err("prompt must be one string", 'invalid_request_error'), [], None
         if self.models and model not in self.models: return 404, _unknown_model(model, self.models), [], None
@@ -340,6 +344,15 @@ class ChatSimulationServer:
                          created=int(time.time()), model=model, choices=[choice],
                          usage=dict(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(content) // 4 + 1,
                                     total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
+
+    def _answer_each(self, body:dict, prompts:list[str]) -> tuple[int, dict, list, int|None]:
+        "A plain-text request with several prompts (clients batch them): one choice per prompt, in order."
+        replies = [self.answer({**body, 'prompt': p}, 'text') for p in prompts]
+        if failed := next((r for r in replies if r[0] != 200), None): return failed
+        obj = replies[0][1]
+        obj['choices'] = [dict(r[1]['choices'][0], index=i) for i, r in enumerate(replies)]
+        obj['usage'] = {k: sum(r[1]['usage'][k] for r in replies) for k in obj['usage']}
+        return 200, obj, [e for r in replies for e in r[2]], replies[0][3]
 
     def _handler(self):
         from http.server import BaseHTTPRequestHandler

@@ -1,9 +1,13 @@
 """alpaca_eval, the field's evaluation client, run as its users run it against `alpacafarm serve-judges`: its win rate of pocket
 SFT10k outputs against the pocket reference equals, within its standard error, what `alpacafarm annotate` gives with the same
-judge on the same pairs. Two of its annotators: `alpaca_farm_greedy_gpt4` (AlpacaFarm's 5-pairs-per-prompt template,
-`Output (a)`/`Output (b)` answers) and `weighted_alpaca_eval_gpt4_turbo` (AlpacaEval 2: outputs named `m`/`M`, read from the
-first token's `top_logprobs`). Each is alpaca_eval's own config with `model_name` set to a served judge id, and
-OPENAI_BASE_URL/OPENAI_API_BASE pointed at the server; its caches and outputs go to a temporary folder.
+judge on the same pairs. Three of its annotators: `alpaca_farm_greedy_gpt4` (AlpacaFarm's 5-pairs-per-prompt template,
+`Output (a)`/`Output (b)` answers), `weighted_alpaca_eval_gpt4_turbo` (AlpacaEval 2: outputs named `m`/`M`, read from the
+first token's `top_logprobs`), and `alpaca_farm`, AlpacaFarm's pool of 13 annotator configs (chat and plain-text prompts,
+batched and single, JSON answers) all addressed to `pocket_pool`, against `alpacafarm annotate --annotator pocket`. Each is
+alpaca_eval's own config with `model_name` set to a served id, and OPENAI_BASE_URL/OPENAI_API_BASE pointed at the server;
+its caches and outputs go to a temporary folder. Two edits a user makes too: a plain-text template gets
+`requires_chatml: false` (alpaca_eval sends it to the completions endpoint only for model names it knows as such), and
+`tokens_to_avoid`/`tokens_to_favor` are dropped (they need tiktoken's encoding of an OpenAI model name, downloaded).
 
 alpaca_eval is not a dependency of the project (it pins its own stack); run this test in a separate environment:
     python3 -m venv /work/wt/venv-ae && /work/wt/venv-ae/bin/pip install torch==2.13.0
@@ -16,6 +20,7 @@ about a minute) built in a temporary folder, or from the farm folder named by AL
 import json, os, re, subprocess, sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -27,8 +32,9 @@ from alpacafarm_nb.evaluate import leaderboard, read_annotations
 
 BIN = Path(sys.executable).parent
 N_PAIRS = 100
-ANNOTATORS = [('alpaca_farm_greedy_gpt4', 'pocket_strong_batch5_lines', 5),   # alpaca_eval config, served judge, its batch size in our pool
-              ('weighted_alpaca_eval_gpt4_turbo', 'pocket_strong_json', 1)]
+ANNOTATORS = [('alpaca_farm_greedy_gpt4', 'pocket_strong_batch5_lines', 5),   # alpaca_eval config, served id, its batch size in our pool
+              ('weighted_alpaca_eval_gpt4_turbo', 'pocket_strong_json', 1),
+              ('alpaca_farm', 'pocket_pool', None)]
 
 
 @pytest.fixture(scope='module')
@@ -78,11 +84,14 @@ def server(env):
 def alpaca_eval_win_rate(config:str, judge:str, pairs:Path, server:str, env:dict, work:Path) -> tuple[float, float]:
     "alpaca_eval's win rate and standard error (in %) with its annotator `config`, `model_name` set to `judge`, through `server`."
     base = Path(alpaca_eval.__file__).parent / 'evaluators_configs'
-    cfg = yaml.safe_load((base / config / 'configs.yaml').read_text())[config]
-    cfg['prompt_template'] = str(base / cfg['prompt_template'])
-    cfg['completions_kwargs']['model_name'] = judge
+    cfgs = yaml.safe_load((base / config / 'configs.yaml').read_text())
+    for cfg in cfgs.values():
+        cfg['prompt_template'] = str(base / cfg['prompt_template'])
+        cfg['completions_kwargs']['model_name'] = judge
+        if '<|im_start|>' not in Path(cfg['prompt_template']).read_text(): cfg['completions_kwargs']['requires_chatml'] = False
+        for k in ('tokens_to_avoid', 'tokens_to_favor'): cfg['completions_kwargs'].pop(k, None)
     folder = work / f"{config}_{judge}"; folder.mkdir()
-    (folder / 'configs.yaml').write_text(yaml.safe_dump({f"{config}_{judge}": cfg}))
+    (folder / 'configs.yaml').write_text(yaml.safe_dump(cfgs))
     cmd = [str(BIN / 'alpaca_eval'), '--model_outputs', str(pairs / 'sft10k.json'), '--reference_outputs', str(pairs / 'reference.json'),
            '--annotators_config', str(folder / 'configs.yaml'), '--output_path', str(folder / 'out'),
            '--fn_metric', 'get_winrate', '--sort_by', 'win_rate']   # its length-controlled rate downloads instruction difficulties from a hub: not reachable offline
@@ -90,18 +99,18 @@ def alpaca_eval_win_rate(config:str, judge:str, pairs:Path, server:str, env:dict
                        env={**env, 'OPENAI_API_BASE': server, 'OPENAI_BASE_URL': server, 'OPENAI_API_KEY': 'not-needed'})
     assert r.returncode == 0, r.stderr[-4000:]
     board = next((folder / 'out').rglob('leaderboard.csv'))
-    import pandas as pd
     row = pd.read_csv(board, index_col=0).iloc[0]
     n = len(json.loads(next((folder / 'out').rglob('annotations.json')).read_text()))
     assert n == N_PAIRS, f"alpaca_eval annotated {n} pairs"
     return float(row['win_rate']), float(row['standard_error'])
 
 
-def alpacafarm_win_rate(judge:str, batch_size:int, pairs:Path, env:dict, work:Path) -> tuple[float, float]:
-    "`alpacafarm annotate` with the pocket judge `judge` alone, in process (python backend): win rate and standard error in %."
-    pool = work / f"pool_{judge}.yaml"
-    pool.write_text(yaml.safe_dump(dict(name=judge, annotators=[dict(name=judge, backend='python', batch_size=batch_size,
-                                   function='alpacafarm_nb.pocket_judges:pocket_judge', params=dict(judge=judge))])))
+def alpacafarm_win_rate(judge:str, batch_size:int|None, pairs:Path, env:dict, work:Path) -> tuple[float, float]:
+    "`alpacafarm annotate` with the pocket judge `judge` alone (or the pocket pool for `pocket_pool`), in process: win rate and SE in %."
+    pool = 'pocket' if judge == 'pocket_pool' else work / f"pool_{judge}.yaml"
+    if judge != 'pocket_pool':
+        one = dict(name=judge, backend='python', batch_size=batch_size, function='alpacafarm_nb.pocket_judges:pocket_judge', params=dict(judge=judge))
+        pool.write_text(yaml.safe_dump(dict(name=judge, annotators=[one])))
     out = work / f"ann_{judge}.json"
     r = subprocess.run([str(BIN / 'alpacafarm'), 'annotate', '--outputs', str(pairs / 'sft10k.json'), '--reference', str(pairs / 'reference.json'),
                         '--annotator', str(pool), '--out', str(out), '--cache', str(work / f"cache_{judge}.sqlite"), '--no-progress'],

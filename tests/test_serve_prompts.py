@@ -178,6 +178,8 @@ def test_plain_text_completions_with_bare_labels(client, pairs):
         i = c.logprobs.tokens.index('b' if want == 2.0 else 'a')
         p2 = pocket_human_prob(e, 0, human='pocket_human_02')
         assert math.exp(c.logprobs.token_logprobs[i]) == pytest.approx(p2 if want == 2.0 else 1 - p2, abs=1e-9)
+    several = client.completions.create(model='pocket_human_02', prompt=[inline_text(e) for e in pairs[:4]]).choices   # clients batch prompts
+    assert [c.text for c in sorted(several, key=lambda c: c.index)] == [' (b)' if p == 2.0 else ' (a)' for p in judged('pocket_human_02', pairs[:4])]
     text = batch_ab(pairs[:2]).replace('Output (a)\n\nThe second', '(a)\n\nThe second')   # bare labels shown on their own line
     got = BARE.findall(chat(client, 'pocket_greedy', text).message.content)
     assert [{'a': 1.0, 'b': 2.0}[x] for x in got] == judged('pocket_greedy', pairs[:2])
