@@ -1,4 +1,4 @@
-"""`alpacafarm serve-judges` serves every pocket judge and every simulated human as an OpenAI-compatible chat-completions endpoint (one model id each), reading the very prompts the real annotator configs send. The farm can then run its annotation through the exact code path used with paid APIs.
+"""`alpacafarm serve-judges` serves every pocket judge and every simulated human as an OpenAI-compatible endpoint (one model id each, plus the pool and the crowd), reading the very prompts the real annotator configs send, and the pairwise prompts of the field's own clients (AlpacaFarm, alpaca_eval) by their structure. The farm can then run its annotation through the exact code path used with paid APIs, and the field's tools can use the pocket world's judges unchanged.
 
 Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
@@ -6,15 +6,241 @@ Docs: https://alpacafarm-nb.github.io/alpacafarm_nb/judge_server.html.md"""
 
 # %% ../nbs/12_judge_server.ipynb #b4293978
 from __future__ import annotations
-import argparse, errno, json, random, signal, socket, sys, threading, time, uuid
+import argparse, ast, errno, functools, json, math, random, re, signal, socket, sys, threading, time, uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from .judges import TEMPLATES
-from .pocket_judges import pocket_decide, POCKET_MODEL_IDS
+from .world import CROWD, pocket_human_prob
+from .pocket_judges import JUDGES, pocket_decide, pocket_judge_prob, POCKET_MODEL_IDS
+from .annotators import AnnotatorPool
 
 # %% auto #0
-__all__ = ['FAULT_KINDS', 'ChatSimulationServer', 'make_pocket_server', 'serve_judges_cli']
+__all__ = ['STRUCTURES', 'FAULT_KINDS', 'prompt_text', 'task_text', 'read_ab_pairs', 'read_identified_pair', 'PairwisePrompt',
+           'read_pairwise_prompt', 'reply_logprobs', 'tool_arguments', 'ChatSimulationServer', 'PocketAnnotators',
+           'make_pocket_server', 'serve_judges_cli']
+
+# %% ../nbs/12_judge_server.ipynb #f86b7ff6
+def prompt_text(messages) -> str:
+    "The text of a prompt: a plain string as it is; chat messages' contents in order (text parts of multi-part contents); chat markup dropped."
+    if isinstance(messages, str): parts = [messages]
+    else:
+        parts = []
+        for m in messages:
+            c = m.get('content') if isinstance(m, Mapping) else None
+            if isinstance(c, list): c = '\n'.join(str(p.get('text') or '') for p in c if isinstance(p, Mapping))
+            parts.append(str(c or ''))
+    return re.sub(r'<\|(?:im_start|im_end|endofprompt)\|>[^\n]*\n?', '', '\n\n'.join(parts))
+
+def task_text(messages) -> str:
+    """The part of a prompt holding the pairs to judge: a chat's messages after its last assistant turn (earlier turns are shown
+    examples; so are messages named `example_assistant`, OpenAI's older few-shot convention)."""
+    if isinstance(messages, str): return prompt_text(messages)
+    answered = lambda m: isinstance(m, Mapping) and (m.get('role') == 'assistant' or m.get('name') == 'example_assistant')
+    last = max((i for i, m in enumerate(messages) if answered(m)), default=-1)
+    return prompt_text(messages[last + 1:])
+
+# %% ../nbs/12_judge_server.ipynb #f7a4b53a
+_NAMINGS = {  # how a prompt names the two outputs: (first, second) as field labels and as answers; regex flags
+    'paren': ((r'Output \(a\)', r'Output \(b\)'), (r'(?:Output )?\(a\)', r'(?:Output )?\(b\)'), re.I),
+    'letter': ((r'Output `?A`?', r'Output `?B`?'), (r'(?:Output )?`?A`?', r'(?:Output )?`?B`?'), 0)}
+_MD_HEADING = re.compile(r'^[ \t]*(#+)[ \t]', re.M)
+_JSON_ANSWER = r'"[^"\n]*Output \(a\)[^"\n]*"[ \t]*:[ \t]*(?:true|false)\b'   # a shown JSON answer: a boolean field naming the outputs
+
+@functools.cache
+def _ab_regexes(naming:str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    "A field's label line, a question line naming both outputs (or `Best output`), and a shown answer, for `naming`."
+    (f1, f2), (a1, a2), flags = _NAMINGS[naming]
+    labels = dict(instruction=r'Instruction', input=r'Input', output_1=f1, output_2=f2)
+    field = re.compile(r'^[ \t]*(?P<level>#*)[ \t]*\**[ \t]*(?:' + '|'.join(f'(?P<{k}>{v})' for k, v in labels.items()) +
+                       r')(?:[ \t]+(?:for[ \t]+)?(?:example[ \t]+)?\d+)?[ \t]*\**[ \t]*(?::[ \t]*\**[ \t]*|$)', re.M | flags)
+    asks = rf'^[^\n]*(?:{a1}(?!\w)[^\n]*{a2}(?!\w)[^\n]*\?|Best output)'
+    question = re.compile(asks + r'[^\n]*$', re.M | flags)
+    answered = re.compile(asks + rf'[^\n]*?(?:(?P<inline>:[ \t]*)|\n\s*)(?P<ab>{a1}|{a2})[ \t.]*$|{_JSON_ANSWER}', re.M | flags)
+    return field, question, answered
+
+def read_ab_pairs(text:str, naming:str='paren') -> list[dict]:
+    """The pairs to judge in `text` whose outputs are named `Output (a)`/`Output (b)` (or `Output A`/`Output B`), after its last
+    shown answer: a label after a question line's colon or alone on the line after it, or a JSON boolean field naming the outputs."""
+    field, question, answered = _ab_regexes(naming)
+    text = text[max((m.end() for m in answered.finditer(text)), default=0):]
+    found = list(field.finditer(text))
+    stops = sorted([m.start() for m in found] + [m.start() for m in question.finditer(text)] + [len(text)])
+    headings = [(m.start(), len(m.group(1))) for m in _MD_HEADING.finditer(text)]
+    pairs = []
+    for m in found:
+        end, name, level = m.end(), m.lastgroup, len(m.group('level'))
+        stop = min(s for s in stops if s >= end)
+        if level: stop = min([stop] + [s for s, l in headings if end <= s < stop and l <= level])
+        value = text[end:stop].strip()
+        if name == 'instruction': pairs.append(dict(instruction=value))
+        elif pairs and name not in pairs[-1]: pairs[-1][name] = value
+    return [{'input': '', **p} for p in pairs if 'output_1' in p and 'output_2' in p]
+
+# %% ../nbs/12_judge_server.ipynb #cb786028
+_STR = r'(?:"""(?P<{0}3>.*?)"""|"(?P<{0}2>(?:[^"\\]|\\.)*)"|\'(?P<{0}1>(?:[^\'\\]|\\.)*)\')'
+_ID_KEYS, _OUT_KEYS = r'model_identifier|model|identifier|model_id|name|id', r'output|answer|response|completion'
+_INSTRUCTION = re.compile(r'["\']instruction["\']\s*:\s*' + _STR.format('v'), re.S)
+_INPUT = re.compile(r'["\']input["\']\s*:\s*' + _STR.format('v'), re.S)
+_ENTRY = re.compile(r'["\'](?:' + _ID_KEYS + r')["\']\s*:\s*' + _STR.format('id') + r'\s*,\s*["\'](?:' + _OUT_KEYS +
+                    r')["\']\s*:\s*' + _STR.format('v'), re.S)
+
+def _string(m, g='v') -> str:
+    for kind in (3, 2, 1):
+        v = m.group(f'{g}{kind}')
+        if v is None: continue
+        if kind == 3: return v
+        try: return json.loads(f'"{v}"') if kind == 2 else ast.literal_eval(f"'{v}'")
+        except (ValueError, SyntaxError): return v
+    return ''
+
+def read_identified_pair(text:str) -> tuple[dict, tuple[str, str]]|None:
+    "The pair whose outputs carry model identifiers in `text`, and the identifiers (first shown, second shown); None if there is none."
+    ins = list(_INSTRUCTION.finditer(text))
+    if not ins: return None
+    entries = list(_ENTRY.finditer(text, ins[-1].end()))
+    if len(entries) < 2: return None
+    inp = _INPUT.search(text, ins[-1].end(), entries[0].start())
+    return (dict(instruction=_string(ins[-1]), input=_string(inp) if inp else '', output_1=_string(entries[0]), output_2=_string(entries[1])),
+            (_string(entries[0], 'id'), _string(entries[1], 'id')))
+
+# %% ../nbs/12_judge_server.ipynb #5eeba6fd
+def _split_label(label:str) -> tuple[str, str, str]:
+    "A label as (text before, the token naming the choice, text after): 'Output (a)' -> ('Output (', 'a', ')'); 'm' -> ('', 'm', '')."
+    m = re.fullmatch(r'(.*\()(\w+)(\))', label)
+    return m.groups() if m else ('', label, '')
+
+@dataclass
+class PairwisePrompt:
+    "What a pairwise judging prompt asks: its pairs (output_1 shown first), the names of the two outputs, and the answer format."
+    examples: list
+    labels: tuple = ('Output (a)', 'Output (b)')
+    answer: str = 'lines'          # 'lines' (one label per line), 'json' (an object per pair), 'ranking' (a list of ranks)
+    prefix: str = ''               # text before each label ('\n' for bare labels answered on their own line)
+    key: str = ''                  # the JSON boolean field (true: the first output is better) or the ranking's identifier key
+    note_key: str = 'explanation'  # the JSON explanation field
+    quote: str = "'"               # quotes of a ranking
+
+    def reply_parts(self, preferences) -> list[tuple[str, tuple|None]]:
+        """The answer to `preferences` (1.0: first output, 2.0: second; a tie shows as the first) as (text, choice) pieces, where a
+        piece naming pair i's choice has choice = (i, whether it is the second output, the text naming the other output)."""
+        second = [p is not None and float(p) > 1.5 for p in preferences]
+        if self.answer == 'ranking':
+            q, k = self.quote, self.key
+            best, worse = self.labels[::-1] if second[0] else self.labels
+            return [(f"[{{{q}{k}{q}: {q}", None), (best, (0, second[0], worse)),
+                    (f"{q}, {q}rank{q}: 1}}, {{{q}{k}{q}: {q}{worse}{q}, {q}rank{q}: 2}}]", None)]
+        parts = []
+        for i, s in enumerate(second):
+            if i: parts.append(('\n\n' if self.answer == 'json' else '\n', None))
+            if self.answer == 'json':
+                why = f"Output ({'b' if s else 'a'}) follows the instruction better."
+                head = json.dumps({self.note_key: why, self.key: True})[:-len('true}')]
+                parts += [(head, None), ('false' if s else 'true', (i, s, 'true' if s else 'false')), ('}', None)]
+            else:
+                (before, first, after), (_, other, _) = (_split_label(l) for l in (self.labels[::-1] if s else self.labels))
+                parts += [(self.prefix + before, None), (first, (i, s, other)), (after, None)]
+        return [(t, c) for t, c in parts if t]
+
+    def format_reply(self, preferences) -> str: return ''.join(t for t, _ in self.reply_parts(preferences))
+
+# %% ../nbs/12_judge_server.ipynb #72a74b38
+STRUCTURES = ("a pocket judge template (by its system message)",
+              "pairs in the `Output (a)`/`Output (b)` convention (fields headed `Instruction`, optional `Input`, `Output (a)`, `Output (b)`, "
+              "or `Output A`, `Output B`; "
+              "one or a batch of pairs per prompt; shown examples answered before them)",
+              "one pair whose outputs carry model identifiers (`\"instruction\": ...` then two entries like "
+              "`\"model_identifier\": \"m\", \"output\": ...`)")
+_JSON_CHOICE = re.compile(r'"([^"\n]*Output \(a\)[^"\n]*)"[ \t]*:[ \t]*(?:true|false)\b', re.I)
+_RANKING = re.compile(r'["\']?(' + _ID_KEYS + r')["\']?\s*:\s*[^,\n{}]*,\s*(["\'])rank["\']\s*:')
+
+def _json_note_key(text:str, key:str) -> str:
+    "The text field of the prompt's shown JSON answers (the first string field of an object holding `key`), else 'explanation'."
+    for m in re.finditer(r'\{[^{}]*\}', text):
+        try: obj = json.loads(m.group(0))
+        except json.JSONDecodeError: continue
+        if isinstance(obj, dict) and key in obj: return next((k for k, v in obj.items() if isinstance(v, str)), 'explanation')
+    return 'explanation'
+
+def _ab_prompt(pairs, text, naming) -> PairwisePrompt:
+    if naming == 'letter': return PairwisePrompt(pairs, ('A', 'B'))
+    if m := _JSON_CHOICE.search(text):
+        return PairwisePrompt(pairs, answer='json', key=m.group(1), note_key=_json_note_key(text, m.group(1)))
+    last = [m for m in _ab_regexes(naming)[2].finditer(text) if m.group('ab')][-1:]
+    if last and not last[0].group('ab').lower().startswith('output'):
+        return PairwisePrompt(pairs, ('(a)', '(b)'), prefix=' ' if last[0].group('inline') is not None else '\n')
+    return PairwisePrompt(pairs)
+
+def read_pairwise_prompt(messages) -> PairwisePrompt:
+    "The pairs a pairwise judging prompt (chat messages or plain text) asks about and the answer it wants; ValueError if it has none."
+    task, whole = task_text(messages), prompt_text(messages)
+    if found := read_identified_pair(task):
+        pair, ids = found
+        if m := _RANKING.search(whole): return PairwisePrompt([pair], ids, 'ranking', key=m.group(1), quote=m.group(2))
+        return PairwisePrompt([pair], ids)
+    for naming in _NAMINGS:
+        if pairs := read_ab_pairs(task, naming): return _ab_prompt(pairs, whole, naming)
+    raise ValueError("prompt not read: no pairwise judging prompt found; the server reads " + "; ".join(STRUCTURES))
+
+# %% ../nbs/12_judge_server.ipynb #c3dbb2b3
+def _logprob(p:float) -> float: return math.log(p) if p > 0 else -9999.0
+
+def reply_logprobs(parts:list, prob_second:Sequence[float]|None) -> list[dict]:
+    "OpenAI chat `logprobs.content` for a reply in `parts` (`reply_parts`), each choice's probability from `prob_second` (P(output_2) per pair)."
+    tok = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))
+    out = []
+    for text, choice in parts:
+        if choice is None or prob_second is None: out.append({**tok(text, 0.0), 'top_logprobs': [tok(text, 0.0)]}); continue
+        i, second, other = choice
+        p = prob_second[i] if second else 1.0 - prob_second[i]
+        top = sorted([tok(text, _logprob(p)), tok(other, _logprob(1.0 - p))], key=lambda d: -d['logprob'])
+        out.append({**tok(text, _logprob(p)), 'top_logprobs': top})
+    return out
+
+# %% ../nbs/12_judge_server.ipynb #a73c733f
+def tool_arguments(function:Mapping, prompt:PairwisePrompt, preference:float) -> dict:
+    "Arguments of a call to `function` (an OpenAI tool's `function` with a JSON-schema `parameters`) answering the prompt's pair with `preference`."
+    best, worse = prompt.labels[::-1] if preference is not None and float(preference) > 1.5 else prompt.labels
+    args = {}
+    for name, spec in ((function.get('parameters') or {}).get('properties') or {}).items():
+        kind = spec.get('type')
+        if kind == 'array':
+            key = next((k for k in ((spec.get('items') or {}).get('properties') or {}) if k != 'rank'), 'model')
+            args[name] = [{key: best, 'rank': 1}, {key: worse, 'rank': 2}]
+        elif kind == 'boolean': args[name] = best == prompt.labels[0]
+        elif kind in ('number', 'integer'): args[name] = 1 if best == prompt.labels[0] else 2
+        elif set(prompt.labels) <= set(spec.get('enum') or []): args[name] = best
+        else: args[name] = f"{best} answers the instruction better."
+    return args
+
+# %% ../nbs/12_judge_server.ipynb #ab7a88c8
+def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
+
+def _unknown_model(model, models):
+    return _err(f"The model `{model}` does not exist; served models: {', '.join(models)}" if models else f"The model `{model}` does not exist",
+                'model_not_found')
+
+def _called_tool(body:Mapping) -> dict|None:
+    "The function a request asks to be called: the one `tool_choice` names, else the first of `tools` (None without tools)."
+    fns = [t.get('function') for t in body.get('tools') or [] if isinstance(t, Mapping) and isinstance(t.get('function'), Mapping)]
+    named = ((body.get('tool_choice') or {}).get('function') or {}).get('name') if isinstance(body.get('tool_choice'), Mapping) else None
+    return next((f for f in fns if f.get('name') == named), fns[0] if fns else None)
+
+def _logprobs_field(tokens:list[dict], body:Mapping, chat:bool) -> dict:
+    "A choice's `logprobs` in the chat format (`content`, with `top_logprobs` of the size asked) or the completions format."
+    if chat:
+        n = int(body.get('top_logprobs') or 0)
+        return dict(content=[{**d, 'top_logprobs': d['top_logprobs'][:n]} for d in tokens])
+    n, offsets = max(1, int(body.get('logprobs') or 1)), [0]
+    for d in tokens: offsets.append(offsets[-1] + len(d['token']))
+    return dict(tokens=[d['token'] for d in tokens], token_logprobs=[d['logprob'] for d in tokens], text_offset=offsets[:-1],
+                top_logprobs=[{x['token']: x['logprob'] for x in d['top_logprobs'][:n]} for d in tokens])
+
+def _set_content(obj:dict, text:str):
+    c = obj['choices'][0]
+    if 'message' in c: c['message']['content'] = text
+    else: c['text'] = text
 
 # %% ../nbs/12_judge_server.ipynb #07e9c892
 FAULT_KINDS = ('429', '500', 'hang', 'nonjson', 'empty', 'truncated', 'unparsable')
@@ -33,8 +259,8 @@ class ChatSimulationServer:
     "An OpenAI-compatible chat server answering as simulated judges via `decide(model, examples, seed)`; with fault injection."
     def __init__(self, decide:Callable, host:str='127.0.0.1', port:int=0, templates:Mapping|Sequence|None=None,
                  latency:float=0.0, fault_rates:Mapping|None=None, fault_schedule:Sequence|None=None, fault_seed:int=0,
-                 hang_seconds:float=30.0, retry_after:str|float='1', models:Sequence[str]|None=None, record:bool=True):
-        self.decide = decide
+                 hang_seconds:float=30.0, retry_after:str|float='1', models:Sequence[str]|None=None, record:bool=True, probability:Callable|None=None):
+        self.decide, self.probability = decide, probability
         ts = templates if templates is not None else TEMPLATES
         self.templates = list(ts.values()) if isinstance(ts, Mapping) else list(ts)
         self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
@@ -79,24 +305,54 @@ class ChatSimulationServer:
     def __enter__(self): return self.start()
     def __exit__(self, *a): self.close()
 
-    def answer(self, body:dict) -> tuple[int, dict, list, int|None]:
-        "Status, JSON body, the examples read and the seed, for a chat-completions request (no faults)."
-        msgs, model = body.get('messages'), body.get('model') or ''
-        if not isinstance(msgs, list) or not msgs: return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
-        if self.models and model not in self.models: return 404, _err(f"The model `{model}` does not exist", 'model_not_found'), [], None
-        t = next((t for t in self.templates if t.matches(msgs)), None)
-        if t is None: return 400, _err("prompt not rendered by any known judge template", 'invalid_request_error'), [], None
-        try: examples = t.extract_examples(msgs)
+    def answer(self, body:dict, endpoint:str='chat') -> tuple[int, dict, list, int|None]:
+        "Status, JSON body, the examples read and the seed, for a request to `/chat/completions` (or `/completions`: `endpoint='text'`), no faults."
+        model, chat = body.get('model') or '', endpoint == 'chat'
+        prompt = body.get('messages') if chat else body.get('prompt')
+        if not chat and isinstance(prompt, list) and len(prompt) == 1: prompt = prompt[0]
+        if not chat and isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            return self._answer_each(body, prompt)
+        if chat and (not isinstance(prompt, list) or not prompt): return 400, _err("messages must be a non-empty list", 'invalid_request_error'), [], None
+        if not chat and not isinstance(prompt, str): return 400, _err("prompt must be one string", 'invalid_request_error'), [], None
+        if self.models and model not in self.models: return 404, _unknown_model(model, self.models), [], None
+        if body.get('stream'): return 400, _err("stream=true is not supported: ask without streaming", 'invalid_request_error'), [], None
+        t = next((t for t in self.templates if t.matches(prompt)), None) if chat else None
+        try:
+            read = None if t is not None else read_pairwise_prompt(prompt)
+            examples = t.extract_examples(prompt) if t is not None else read.examples
         except ValueError as ex: return 400, _err(f"cannot read the prompt: {ex}", 'invalid_request_error'), [], None
         seed = int(body.get('seed') or 0)
         try: prefs = list(self.decide(model, examples, seed))
-        except KeyError as ex: return 404, _err(f"The model `{model}` does not exist ({ex})", 'model_not_found'), [], None
-        content = t.format_reply(prefs)
-        prompt_chars = sum(len(str(m.get('content') or '')) for m in msgs)
-        return 200, dict(id=f"chatcmpl-{uuid.uuid4().hex[:12]}", object='chat.completion', created=int(time.time()), model=model,
-                         choices=[dict(index=0, message=dict(role='assistant', content=content), finish_reason='stop')],
+        except KeyError: return 404, _unknown_model(model, self.models), [], None
+        parts = [(t.format_reply(prefs), None)] if t is not None else read.reply_parts(prefs)
+        content = ''.join(x for x, _ in parts)
+        choice = dict(index=0, finish_reason='stop')
+        tool = _called_tool(body) if chat and read is not None and len(examples) == 1 else None
+        if tool:
+            content = json.dumps(tool_arguments(tool, read, prefs[0]))
+            choice.update(finish_reason='tool_calls', message=dict(role='assistant', content=None, tool_calls=[
+                dict(id=f"call_{uuid.uuid4().hex[:12]}", type='function', function=dict(name=tool.get('name'), arguments=content))]))
+        elif chat: choice['message'] = dict(role='assistant', content=content)
+        else: choice['text'] = content
+        if body.get('logprobs') and not tool:
+            probs = (self.probability(model, examples, seed) if self.probability else
+                     [0.5 if p is None or p == 1.5 else float(p > 1.5) for p in prefs])
+            tokens = reply_logprobs(parts, probs if read is not None else None)
+            choice['logprobs'] = _logprobs_field(tokens, body, chat)
+        prompt_chars = len(prompt) if isinstance(prompt, str) else sum(len(str(m.get('content') or '')) for m in prompt)
+        return 200, dict(id=f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:12]}", object='chat.completion' if chat else 'text_completion',
+                         created=int(time.time()), model=model, choices=[choice],
                          usage=dict(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(content) // 4 + 1,
                                     total_tokens=prompt_chars // 4 + len(content) // 4 + 2)), examples, seed
+
+    def _answer_each(self, body:dict, prompts:list[str]) -> tuple[int, dict, list, int|None]:
+        "A plain-text request with several prompts (clients batch them): one choice per prompt, in order."
+        replies = [self.answer({**body, 'prompt': p}, 'text') for p in prompts]
+        if failed := next((r for r in replies if r[0] != 200), None): return failed
+        obj = replies[0][1]
+        obj['choices'] = [dict(r[1]['choices'][0], index=i) for i, r in enumerate(replies)]
+        obj['usage'] = {k: sum(r[1]['usage'][k] for r in replies) for k in obj['usage']}
+        return 200, obj, [e for r in replies for e in r[2]], replies[0][3]
 
     def _handler(self):
         from http.server import BaseHTTPRequestHandler
@@ -121,7 +377,8 @@ class ChatSimulationServer:
             def do_POST(self):
                 n = int(self.headers.get('Content-Length') or 0)
                 raw = self.rfile.read(n)
-                if self.path.rstrip('/') not in ('/v1/chat/completions', '/chat/completions'):
+                path = self.path.rstrip('/')
+                if path not in ('/v1/chat/completions', '/chat/completions', '/v1/completions', '/completions'):
                     return self._send(404, _err('not found', 'not_found'))
                 with server._lock:
                     idx = server.calls; server.calls += 1
@@ -138,13 +395,13 @@ class ChatSimulationServer:
                 if fault == 'nonjson': return self._send(200, raw=b'<html><body>502 Bad Gateway</body></html>')
                 try: body = json.loads(raw)
                 except json.JSONDecodeError: return self._send(400, _err('body is not JSON', 'invalid_request_error'))
-                code, obj, examples, seed = server.answer(body)
+                code, obj, examples, seed = server.answer(body, 'chat' if path.endswith('chat/completions') else 'text')
                 if code != 200: return self._send(code, obj)
-                if fault == 'empty': obj['choices'][0]['message']['content'] = ''
+                if fault == 'empty': _set_content(obj, '')
                 elif fault == 'truncated':   # the connection drops mid-body: half of the JSON arrives, unbilled
                     data = json.dumps(obj).encode()
                     return self._send(code, raw=data[:len(data) // 2])
-                elif fault == 'unparsable': obj['choices'][0]['message']['content'] = 'Both outputs have their merits.'
+                elif fault == 'unparsable': _set_content(obj, 'Both outputs have their merits.')
                 else:
                     with server._lock:
                         server.billed += 1
@@ -152,19 +409,44 @@ class ChatSimulationServer:
                 self._send(code, obj)
         return Handler
 
-def _err(msg, code): return dict(error=dict(message=msg, type=code, code=code))
-
 # %% ../nbs/12_judge_server.ipynb #b79a3161
+class PocketAnnotators:
+    "The served pocket annotators: each judge and simulated human by its id, and `pocket_pool`/`pocket_crowd` (one of them per request)."
+    POOLS = {'pocket_pool': 'pocket', 'pocket_crowd': 'pocket_humans'}   # served id -> pool config
+
+    def __init__(self):
+        self.ids = list(self.POOLS) + list(POCKET_MODEL_IDS)
+        self.pools = {name: AnnotatorPool(config) for name, config in self.POOLS.items()}
+
+    def resolve(self, model:str, examples:Sequence[Mapping], seed:int=0) -> str:
+        "Who answers a request to `model`: itself, or the member its pool assigns to the request's first pair with the request's seed."
+        if model not in self.pools: return model
+        pool = self.pools[model]
+        return pool.judges[pool.assign(examples[0], seed)].name
+
+    def decide(self, model:str, examples:Sequence[Mapping], seed:int=0) -> list[float]:
+        return pocket_decide(self.resolve(model, examples, seed), examples, seed)
+
+    def probability(self, model:str, examples:Sequence[Mapping], seed:int=0) -> list[float]:
+        "P(output_2 is preferred) for each pair as shown, from the annotator that `decide` asks."
+        who = self.resolve(model, examples, seed)
+        if who in JUDGES: return [pocket_judge_prob(e, seed, judge=who) for e in examples]
+        if who in CROWD: return [pocket_human_prob(e, seed, human=who) for e in examples]
+        raise KeyError(model)
+
 def make_pocket_server(host:str='127.0.0.1', port:int=0, **kwargs) -> ChatSimulationServer:
-    "An OpenAI-compatible server for every pocket judge and simulated human (not started; `.start()` or `with`)."
-    return ChatSimulationServer(pocket_decide, host=host, port=port, models=POCKET_MODEL_IDS, record=False, **kwargs)
+    "An OpenAI-compatible server for every pocket judge and simulated human, and the pool and the crowd (not started; `.start()` or `with`)."
+    who = PocketAnnotators()
+    return ChatSimulationServer(who.decide, host=host, port=port, models=who.ids, record=False, probability=who.probability, **kwargs)
 
 def serve_judges_cli(argv:list[str]|None=None) -> int:
     "`alpacafarm serve-judges [--host 127.0.0.1] [--port 8008]`: serve until interrupted; an address it cannot listen on raises `OSError`."
     p = argparse.ArgumentParser(prog='alpacafarm serve-judges', description=
-        'Serve the pocket judges and the simulated humans as an OpenAI-compatible chat-completions API '
-        '(POST /v1/chat/completions, GET /v1/models; one model id per judge or human). Use it with '
-        '`alpacafarm annotate --annotator pocket_api --base-url http://HOST:PORT/v1`.')
+        'Serve the pocket judges and the simulated humans as an OpenAI-compatible API (POST /v1/chat/completions and '
+        '/v1/completions, GET /v1/models; one model id per judge or human, plus pocket_pool and pocket_crowd: a seeded '
+        'judge or human per request). It reads its own judge templates and the pairwise prompts of AlpacaFarm and '
+        'alpaca_eval (Output (a)/(b) blocks, or outputs named by model identifiers such as m/M). Use it with '
+        '`alpacafarm annotate --annotator pocket_api --base-url http://HOST:PORT/v1`, or point OPENAI_BASE_URL at it.')
     p.add_argument('--host', default='127.0.0.1', help='interface to listen on (default 127.0.0.1)')
     p.add_argument('--port', type=int, default=8008, help='port (default 8008; 0 picks a free one, printed at start)')
     p.add_argument('--latency', type=float, default=0.0, help='seconds added to each request (to mimic a remote API)')
@@ -181,7 +463,7 @@ def serve_judges_cli(argv:list[str]|None=None) -> int:
         try: signal.signal(s, _stop)
         except ValueError: pass   # not in the main thread
     srv.start()
-    print(f"serving {len(POCKET_MODEL_IDS)} pocket models at {srv.base_url} (port {srv.port}); Ctrl-C to stop", flush=True)
+    print(f"serving {len(srv.models)} pocket models at {srv.base_url} (port {srv.port}); Ctrl-C to stop", flush=True)
     try: stop.wait()
     finally: srv.close()
     return 0

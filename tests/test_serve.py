@@ -56,7 +56,7 @@ def test_models_listed(server):
     ids = {m["id"] for m in json.load(urllib.request.urlopen(server + "/models"))["data"]}
     assert len([i for i in ids if i.startswith("pocket_human_")]) >= 13
     assert {"pocket_greedy", "pocket_strong_chat_fewshot", "pocket_weak_persona_verbose"} <= ids
-    assert len(ids) == 14 + 16
+    assert len(ids) == 14 + 16 + 2 and {"pocket_pool", "pocket_crowd"} <= ids   # judges, humans, the pool and the crowd
 
 
 @pytest.mark.parametrize("seed", [0, 3])
