@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     'farm':          ('alpacafarm_nb.cli', 'farm_cli', 'the end-to-end job: world, models, methods, evaluation, report'),
     'report':        ('alpacafarm_nb.reports', 'report_cli', 'run a reproduction notebook of reports/ and write a self-contained HTML page'),
     'export-trl':    ('alpacafarm_nb.trl_export', 'export_trl_cli', "preference pairs and demonstrations as the JSONL files TRL's trainers read"),
+    'evaluate':      ('alpacafarm_nb.evaluate_outputs', 'evaluate_cli', "judge outputs files against a farm run's reference with its pool and crowd, next to its rows"),
 }
 
 def _parser() -> argparse.ArgumentParser:

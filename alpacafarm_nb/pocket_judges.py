@@ -13,7 +13,7 @@ from typing import Mapping
 import pandas as pd
 
 from .core import stable_uniform, stable_rng
-from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, REFERENCE_SYSTEM
+from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, REFERENCE_SYSTEM, task_fields
 
 # %% auto #0
 __all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS',
@@ -87,7 +87,8 @@ def _judge(judge:str) -> PocketJudge:
     return JUDGES[judge]
 
 def _key(example:Mapping) -> tuple:
-    return (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
+    "What a judgement depends on: the task (an input folded into its instruction read apart, `world.task_fields`) and the two outputs as shown."
+    return (*task_fields(example['instruction'], example.get('input')), example['output_1'], example['output_2'])
 
 def _shared_leaning(key:tuple) -> float:
     "The leaning every pocket judge shares towards output_1 of `key` (antisymmetric: the same output is favoured in either order)."

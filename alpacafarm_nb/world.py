@@ -22,8 +22,8 @@ __all__ = ['NUM_WORD', 'WORD_NUM', 'CATEGORIES', 'SINGULAR', 'CATEGORY_OF', 'FAC
            'ADVS', 'SWAPS', 'FAMILIES', 'FAMILY_WEIGHTS', 'FEATURES', 'SYSTEMS', 'REFERENCE_SYSTEM', 'DEFAULT_SIZES',
            'EVAL_PARTITION', 'CROWD_RANGES', 'CROWD', 'SCALES', 'article', 'a_', 'fact_sentences', 'false_sentence',
            'words', 'Family', 'split_units', 'ListItems', 'Arithmetic', 'SortNumbers', 'ReverseWords', 'FactQA',
-           'YesNo', 'Classify', 'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'parse_task', 'analyze',
-           'quality_of', 'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world',
+           'YesNo', 'Classify', 'Compare', 'Rewrite', 'Describe', 'Message', 'Advice', 'parse_task', 'task_fields',
+           'analyze', 'quality_of', 'quality', 'Style', 'respond', 'sample_instruction', 'World', 'make_world',
            'make_pretrain_corpus', 'Human', 'pocket_human_prob', 'pocket_human', 'scaled_sizes', 'write_world',
            'world_cli']
 
@@ -631,6 +631,17 @@ def parse_task(instruction:str, input:str='') -> tuple[str, dict]|None:
         if s is not None: return name, s
     return None
 
+def task_fields(instruction:str, input:str|None='') -> tuple[str, str]:
+    """(instruction, input) as the pocket world reads them. AlpacaEval's files fold an input into its instruction after a blank line
+    (`core.alpaca_eval_instruction`); such an instruction is split back at the first blank line where the two parts make a pocket task,
+    so a judge reading the folded form (e.g. through `serve-judges`) sees the task it would see in the farm's own files."""
+    if input or '\n\n' not in instruction or parse_task(instruction, '') is not None: return instruction, input or ''
+    i = instruction.find('\n\n')
+    while i >= 0:
+        if parse_task(instruction[:i], instruction[i + 2:]) is not None: return instruction[:i], instruction[i + 2:]
+        i = instruction.find('\n\n', i + 1)
+    return instruction, ''
+
 FEATURES = ('correct', 'complete', 'helpful', 'filler', 'offtopic', 'repeats', 'malformed', 'words', 'chars', 'has_list', 'parsed')
 
 @functools.lru_cache(maxsize=400_000)
@@ -893,7 +904,7 @@ def _human_utility(h:Human, f:Mapping, checked:bool) -> float:
 def _sigmoid(x:float) -> float: return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 def _example_key(example:Mapping) -> tuple:
-    return (example['instruction'], example.get('input') or '', example['output_1'], example['output_2'])
+    return (*task_fields(example['instruction'], example.get('input')), example['output_1'], example['output_2'])
 
 def _crowd_member(human:str) -> Human:
     if human not in CROWD: raise ValueError(f"unknown pocket human {human!r}; one of {sorted(CROWD)}")

@@ -307,3 +307,27 @@ def test_farm_pocket_full(tmp_path, cli_env):
     print(pd.read_csv(out / "methods.csv").round(2).to_string())
     print(json.dumps(res["timings_s"]), res["peak_memory_mb"])
     print(json.dumps({k: v["seconds"] for k, v in res["stages"].items()}))
+
+
+def test_evaluate_reproduces_the_run_rows(quick_run, tmp_path, cli_env):
+    """`alpacafarm evaluate` on a run's own outputs file gives that method's methods.csv row (win rates, expected win rates, paired
+    differences from SFT10k) to the last digit, writing nothing into the run; a file that is not an outputs file: one line, exit 2."""
+    out = quick_run[0]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    src = tmp_path / "mine.json"                     # the run's DPO outputs under another generator name
+    src.write_text(json.dumps([dict(r, generator="mine") for r in json.loads((out / "outputs" / "dpo_simulated.json").read_text())]))
+    r = subprocess.run([ALPACAFARM, "evaluate", str(src), "--run", str(out), "--out", str(tmp_path / "e"), "--compare", "dpo_simulated",
+                        "--no-progress"], capture_output=True, text=True, env=cli_env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mine" in r.stdout and "dpo_simulated" in r.stdout and "sft10k" in r.stdout, r.stdout
+    table = pd.read_csv(tmp_path / "e" / "evaluation.csv").set_index("output_set")
+    row = pd.read_csv(out / "methods.csv").set_index(["method", "feedback"]).loc[("dpo", "simulated")]
+    for c in ("win_rate_pool", "standard_error_pool", "win_rate_humans", "expected_win_rate_pool", "expected_win_rate_humans",
+              "diff_pool", "diff_humans_low", "avg_length"):
+        assert table.loc["mine", c] == row[c] == table.loc["dpo_simulated", c], c
+    assert table.loc["sft10k", "diff_pool"] == 0
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before        # the run folder is only read
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"instruction": "x", "input": ""}]))
+    r = subprocess.run([ALPACAFARM, "evaluate", str(bad), "--run", str(out), "--out", str(tmp_path / "e2")], capture_output=True, text=True, env=cli_env)
+    assert r.returncode == 2 and "bad.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
