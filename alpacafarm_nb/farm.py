@@ -46,8 +46,10 @@ FEEDBACK_ANNOTATOR = dict(greedy='pocket_greedy')
 _RL_QUICK = dict(max_steps=2, save_every=1, rollout_batch_size=8, minibatch_size=8, micro_batch_size=8, warmup_steps=1)  # a smoke test: 2 checkpoints
 QUICK_OVERRIDES = {n: dict(_RL_QUICK) for n, m in REGISTRY.items() if m.checkpoints}
 
-# full Quark's own budget from its val proxy-reward curve (benchmarks/results/proxy_budgets/quark_full.csv); QuarkConfig's `pocket` preset is AlpacaFarm Quark's
-POCKET_OVERRIDES = dict(quark_full=dict(max_steps=8, save_every=1))
+# the methods that share another method's config class but have their own proxy-chosen budget (benchmarks/results/proxy_budgets/):
+# full Quark by its val proxy-reward curve (QuarkConfig's `pocket` preset is AlpacaFarm Quark's); IPO and KTO by their held-out
+# preference accuracy (DPOConfig's `pocket` preset is DPO's 0.85 epochs, which SimPO's own curve chose too)
+POCKET_OVERRIDES = dict(quark_full=dict(max_steps=8, save_every=1), ipo=dict(epochs=0.57), kto=dict(epochs=0.285))
 _COMMON = dict(pool='pocket', humans='pocket_humans', n_eval=None, feedback=FEEDBACK, extra_feedback=EXTRA_FEEDBACK, methods=None)
 PRESETS = {
     'pocket': dict(_COMMON, world=dict(seed=0, sizes=None), presets='pocket', overrides=POCKET_OVERRIDES, systems=POCKET_SYSTEMS,
