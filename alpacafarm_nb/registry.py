@@ -16,6 +16,7 @@ from .config import Config
 from .analysis import simulated_vs_human, ranking_correlation
 from .core import DataError
 from .expected import expected_win_rate_stats, paired_difference
+from .evaluate import length_controlled
 from .methods.sft import PretrainConfig, SFTConfig, pretrain, sft, train_pretrain_cli, train_sft_cli
 from .methods.reward_model import RewardModelConfig, train_reward_model, train_reward_cli
 from .methods.best_of_n import BestOfNConfig
@@ -31,7 +32,7 @@ from .methods.quark import QuarkConfig, quark, train_quark_cli
 __all__ = ['NEEDS', 'REGISTRY', 'PPO_KL_COEF', 'METHODS_COLUMNS', 'OVEROPT_COLUMNS', 'OVEROPT_SE_COLUMNS', 'REFERENCE_METHOD',
            'SEED_COLUMNS', 'Method', 'register', 'unregister', 'farm_methods', 'default_methods', 'get_method',
            'check_methods', 'train_kinds', 'feedback_sources', 'method_of', 'methods_table', 'overoptimization_table',
-           'comparison_columns', 'ranking', 'methods_over_seeds', 'ranking_over_seeds']
+           'comparison_columns', 'length_controlled_columns', 'ranking', 'methods_over_seeds', 'ranking_over_seeds']
 
 # %% ../nbs/58_registry.ipynb #8b5eb2d7
 NEEDS = ('sft', 'pairs', 'reward_model', 'prompts')
@@ -207,6 +208,17 @@ def comparison_columns(annotations:Mapping[str, Mapping[str, pd.DataFrame]], exp
     order = [c for j in judges for c in (f'expected_win_rate_{j}', f'expected_standard_error_{j}') if c in cols]
     order += [c for p in ('diff', 'expected_diff') for j in judges for c in (f'{p}_{j}', f'{p}_{j}_low', f'{p}_{j}_high') if c in cols]
     return pd.DataFrame.from_dict(rows, orient='index', columns=order) if names else pd.DataFrame(columns=order)
+
+# %% ../nbs/58_registry.ipynb #6b1c0e42
+def length_controlled_columns(annotations:Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFrame:
+    """`lc_win_rate_JUDGE` and `lc_standard_error_JUDGE` per output set of `annotations` ({judge: {output set: its annotations against
+    the reference}}, with the outputs): the length-controlled win rate, fitted once per judge over the sets given."""
+    cols = {}
+    for j, sets in annotations.items():
+        if not sets: continue
+        lc = length_controlled(pd.concat([a.assign(generator_2=n) for n, a in sets.items()], ignore_index=True))
+        cols[f'lc_win_rate_{j}'], cols[f'lc_standard_error_{j}'] = lc['length_controlled_winrate'], lc['lc_standard_error']
+    return pd.DataFrame(cols)
 
 # %% ../nbs/58_registry.ipynb #21d0d9bc
 def _correlated(rows:list, seed:int, n_boot:int, what:str, note:str) -> dict:

@@ -24,7 +24,7 @@ from .models import WORK
 from .sampling import generate_outputs
 from .methods.binary import generate_conditioned
 from .pocket_judges import annotation_cost
-from .registry import REGISTRY, feedback_sources, method_of, comparison_columns, methods_table, overoptimization_table
+from .registry import REGISTRY, feedback_sources, method_of, comparison_columns, length_controlled_columns, methods_table, overoptimization_table
 from .registry import ranking, methods_over_seeds, ranking_over_seeds
 
 # %% auto #0
@@ -407,7 +407,8 @@ def write_tables(out:Path, summaries:Mapping, output_names:list, cfg:Mapping, se
     rows = [n for n in output_names if method_of(n, cfg) is not None]     # the methods' rows (not the curves' points)
     expected = {j: {n: expected_annotations(out, n, j, pool) for n in rows} for j, pool in judges.items()}
     expected = {j: e for j, e in expected.items() if all(v is not None for v in e.values())}   # none for real API judges
-    methods = methods_table(board, cfg, comparison_columns({j: {n: anns[j][n] for n in rows} for j in judges}, expected))
+    row_anns = {j: {n: anns[j][n] for n in rows} for j in judges}
+    methods = methods_table(board, cfg, comparison_columns(row_anns, expected).join(length_controlled_columns(row_anns)))
     methods.to_csv(out/'methods.csv', index=False)
     overopt = overoptimization_table(board, summaries, cfg)
     overopt.to_csv(out/'overoptimization.csv', index=False)

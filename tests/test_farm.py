@@ -118,7 +118,8 @@ def test_farm_quick_files(quick_run, tmp_path, cli_env):
     from alpacafarm_nb.registry import METHODS_COLUMNS
     assert METHODS_COLUMNS == ["method", "feedback", "win_rate_pool", "standard_error_pool", "win_rate_humans", "standard_error_humans", "avg_length"]
     assert list(methods.columns) == METHODS_COLUMNS + [f"expected_{k}_{j}" for j in ("pool", "humans") for k in ("win_rate", "standard_error")] + [
-        f"{p}_{j}{s}" for p in ("diff", "expected_diff") for j in ("pool", "humans") for s in ("", "_low", "_high")]
+        f"{p}_{j}{s}" for p in ("diff", "expected_diff") for j in ("pool", "humans") for s in ("", "_low", "_high")] + [
+        f"lc_{k}_{j}" for j in ("pool", "humans") for k in ("win_rate", "standard_error")]
     # expected win rates (pocket judges know their probabilities) and paired differences from SFT10k on the same instructions
     m = methods.set_index(["method", "feedback"])
     for j in ("pool", "humans"):
@@ -127,6 +128,8 @@ def test_farm_quick_files(quick_run, tmp_path, cli_env):
         assert m.loc[("sft10k", "none"), [f"diff_{j}", f"expected_diff_{j}"]].tolist() == [0.0, 0.0]
         assert abs(m.loc[("pocket_gpt4", "none"), f"diff_{j}"] - (m.loc[("pocket_gpt4", "none"), f"win_rate_{j}"] - m.loc[("sft10k", "none"), f"win_rate_{j}"])) < 1e-9
     assert (out / "expected" / "pool" / "sft10k.json").is_file()
+    # AlpacaEval 2's length-controlled win rate of every row, with its standard error
+    assert m["lc_win_rate_pool"].between(0, 100).all() and (m["lc_standard_error_humans"] > 0).all()
     # what the annotations would have cost with real annotators (simulated): crowd labels are the dearest
     cost = res["annotation_cost"]
     assert cost["total"]["simulated"] and cost["total"]["price"] > 0
