@@ -43,7 +43,15 @@ def corr_line(r: dict) -> str:
 
 
 def lc_table(run: Path, res: dict, m: pd.DataFrame):
-    "Length-controlled win rates per judge, mean over the seed folders, of SFT10k and every learned method's row."
+    "Length-controlled win rates per judge, mean over the seed folders, of SFT10k and every learned method's row (methods.csv's, where it has them)."
+    if 'lc_win_rate_pool' in m:
+        t = m[(m['feedback'] != 'none') | (m['method'] == 'sft10k')].sort_values('win_rate_humans', ascending=False)
+        print("\nlength-controlled win rates (methods.csv: fitted over each seed's rows, mean over seeds; raw -> LC):")
+        for r in t.to_dict('records'):
+            name = r['method'] if r['feedback'] == 'none' else f"{r['method']}_{r['feedback']}"
+            print(f"  {name:36s} pool {r['win_rate_pool']:5.1f} -> {r['lc_win_rate_pool']:5.1f}   "
+                  f"crowd {r['win_rate_humans']:5.1f} -> {r['lc_win_rate_humans']:5.1f}   length {r['avg_length']:4.0f}")
+        return
     folders = [run / f for f in (res.get('files', {}).get('seed_folders') or {'0': '.'}).values()]
     rows = ['sft10k'] + [f"{r['method']}_{r['feedback']}" for r in m.to_dict('records') if r['feedback'] != 'none']
     out = {}
@@ -51,7 +59,7 @@ def lc_table(run: Path, res: dict, m: pd.DataFrame):
         per_seed = [leaderboard(read_annotations([f / 'annotations' / judge / f'{n}.json' for n in rows]), lc=True) for f in folders]
         both = pd.concat(per_seed).groupby(level=0)
         out[judge] = both[['win_rate', 'length_controlled_winrate', 'avg_length']].mean()
-    t = out['pool'].join(out['humans'], lsuffix='_pool', rsuffix='_humans').sort_values('win_rate_humans', ascending=False)
+    t = out['pool'].add_suffix('_pool').join(out['humans'].add_suffix('_humans')).sort_values('win_rate_humans', ascending=False)
     print(f"\nlength-controlled win rates, mean over {len(folders)} seed(s) (raw -> LC):")
     for n, r in t.iterrows():
         print(f"  {n:32s} pool {r['win_rate_pool']:5.1f} -> {r['length_controlled_winrate_pool']:5.1f}   "
