@@ -56,8 +56,8 @@ def evaluate_outputs(outputs:Mapping[str, Sequence[Mapping]], run:str|Path, out:
     r, out = read_run(run), check_output_dir(out)
     clash = sorted(set(outputs) & set(compare))
     if clash: raise DataError(f"output set {clash[0]!r} has the name of a run set it is compared with: rename its generator")
-    missing = [n for n in compare if not (r['folder']/'annotations'/'pool'/f'{n}.json').is_file()]
-    if missing: raise DataError(f"the run has no judged output set {missing[0]!r} to compare with", r['folder']/'annotations'/'pool')
+    missing = [(j, n) for n in compare for j in r['judges'] if not (r['folder']/'annotations'/j/f'{n}.json').is_file()]
+    if missing: raise DataError(f"the run has no judged output set {missing[0][1]!r} to compare with", r['folder']/'annotations'/missing[0][0])
     anns, expected = {j: {} for j in r['judges']}, {j: {} for j in r['judges']}
     for name, rows in outputs.items():
         rows = [dict(x, generator=name) for x in rows]
@@ -101,8 +101,8 @@ def evaluate_cli(argv:list[str]|None=None) -> int:
         name = output_set_name(rows, path)
         if name in sets: raise DataError(f"a second output set named {name!r} (by its generator): one file per set", path, field='generator')
         sets[name] = rows
-    compare = [REFERENCE_METHOD] + [c for c in a.compare.split(',') if c.strip() and c.strip() != REFERENCE_METHOD]
-    table = evaluate_outputs(sets, r['folder'], a.out, [c.strip() for c in compare], progress=not a.no_progress)
+    compare = list(dict.fromkeys([REFERENCE_METHOD] + [c.strip() for c in a.compare.split(',') if c.strip()]))
+    table = evaluate_outputs(sets, r['folder'], a.out, compare, progress=not a.no_progress)
     cols = [c for c in ('output_set', 'win_rate_pool', 'standard_error_pool', 'expected_win_rate_pool', 'diff_pool', 'diff_pool_low', 'diff_pool_high',
                         'win_rate_humans', 'standard_error_humans', 'expected_win_rate_humans', 'diff_humans', 'diff_humans_low', 'diff_humans_high',
                         'n_total', 'avg_length') if c in table]

@@ -19,7 +19,7 @@ from .world import analyze, CROWD, pocket_human, pocket_human_prob, make_world, 
 __all__ = ['TIERS', 'STYLES', 'BATCH_MIXUP', 'SHARED_OPINION', 'POOL_JUDGES', 'GREEDY_JUDGE', 'JUDGES', 'POCKET_MODEL_IDS',
            'CROSS_STRATA', 'PUBLISHED_ROWS', 'STANDS_FOR', 'HUMAN_COST', 'POOL_COST_PER_1000', 'GREEDY_COST_PER_1000',
            'TIER_COST_SHARE', 'SIMULATED_COSTS', 'PocketJudge', 'judge_score', 'pocket_judge_prob', 'pocket_judge',
-           'pocket_decide', 'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
+           'pocket_decide', 'pocket_prob', 'cross_annotation_pairs', 'simulated_cost', 'annotation_cost']
 
 # %% ../nbs/03_pocket_judges.ipynb #7add6da2
 TIERS = dict(  # p_check: how often correctness is really checked; w_correct: how much it weighs; notice: how well defects are seen
@@ -126,6 +126,12 @@ def pocket_decide(model:str, examples, seed:int=0) -> list[float]:
     "Preferences of the pocket judge or simulated human called `model` (a served model id) for `examples` as shown."
     if model in JUDGES: return [pocket_judge(e, seed, judge=model) for e in examples]
     if model in CROWD: return [pocket_human(e, seed, human=model) for e in examples]
+    raise KeyError(model)
+
+def pocket_prob(model:str, examples, seed:int=0) -> list[float]:
+    "P(output_2 is preferred) of each example as shown, by the pocket judge or simulated human called `model` (what `pocket_decide` samples from)."
+    if model in JUDGES: return [pocket_judge_prob(e, seed, judge=model) for e in examples]
+    if model in CROWD: return [pocket_human_prob(e, seed, human=model) for e in examples]
     raise KeyError(model)
 
 POCKET_MODEL_IDS = list(JUDGES) + list(CROWD)

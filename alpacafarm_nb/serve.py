@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from .judges import TEMPLATES
-from .world import CROWD, pocket_human_prob
-from .pocket_judges import JUDGES, pocket_decide, pocket_judge_prob, POCKET_MODEL_IDS
+from .pocket_judges import pocket_decide, pocket_prob, POCKET_MODEL_IDS
 from .annotators import AnnotatorPool
 
 # %% auto #0
@@ -429,10 +428,7 @@ class PocketAnnotators:
 
     def probability(self, model:str, examples:Sequence[Mapping], seed:int=0) -> list[float]:
         "P(output_2 is preferred) for each pair as shown, from the annotator that `decide` asks."
-        who = self.resolve(model, examples, seed)
-        if who in JUDGES: return [pocket_judge_prob(e, seed, judge=who) for e in examples]
-        if who in CROWD: return [pocket_human_prob(e, seed, human=who) for e in examples]
-        raise KeyError(model)
+        return pocket_prob(self.resolve(model, examples, seed), examples, seed)
 
 def make_pocket_server(host:str='127.0.0.1', port:int=0, **kwargs) -> ChatSimulationServer:
     "An OpenAI-compatible server for every pocket judge and simulated human, and the pool and the crowd (not started; `.start()` or `with`)."

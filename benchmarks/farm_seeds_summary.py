@@ -6,7 +6,7 @@ Prints, from RUN's tables (nothing is recomputed but the Gao fits):
 - every method row of methods.csv: pool and crowd win rates (sampled mean over seeds ± seed SE, expected), the paired difference
   from SFT10k with its 95% interval (intervals combined over seeds as methods_over_seeds does), and the average length;
 - ranking.json: the learned methods and AlpacaFarm's Figure 3 system set, with intervals over methods and over seeds and instructions;
-- the length-controlled win rates (AlpacaEval 2's GLM, `evaluate.leaderboard(lc=True)`) of every learned method's row and SFT10k,
+- the length-controlled win rates (methods.csv's `lc_win_rate_*`, AlpacaEval 2's GLM) of every learned method's row and SFT10k,
   per judge, mean over seeds, next to the raw ones and the average length: how much of a gain is length;
 - the over-optimisation curves of PPO (every feedback source), best-of-n and expert iteration: per checkpoint the KL, proxy reward
   and the feedback source's own judge's win rate (mean over seeds ± seed SE), and Gao et al.'s fits (analysis.overoptimization_fits).
@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from alpacafarm_nb.analysis import overoptimization_fits, curve_points, FEEDBACK_JUDGE
-from alpacafarm_nb.evaluate import leaderboard, read_annotations
 
 
 def fmt(v, se=None, signed=False):
@@ -42,28 +41,16 @@ def corr_line(r: dict) -> str:
     return '; '.join(parts) or r.get('note', '')
 
 
-def lc_table(run: Path, res: dict, m: pd.DataFrame):
-    "Length-controlled win rates per judge, mean over the seed folders, of SFT10k and every learned method's row (methods.csv's, where it has them)."
-    if 'lc_win_rate_pool' in m:
-        t = m[(m['feedback'] != 'none') | (m['method'] == 'sft10k')].sort_values('win_rate_humans', ascending=False)
-        print("\nlength-controlled win rates (methods.csv: fitted over each seed's rows, mean over seeds; raw -> LC):")
-        for r in t.to_dict('records'):
-            name = r['method'] if r['feedback'] == 'none' else f"{r['method']}_{r['feedback']}"
-            print(f"  {name:36s} pool {r['win_rate_pool']:5.1f} -> {r['lc_win_rate_pool']:5.1f}   "
-                  f"crowd {r['win_rate_humans']:5.1f} -> {r['lc_win_rate_humans']:5.1f}   length {r['avg_length']:4.0f}")
-        return
-    folders = [run / f for f in (res.get('files', {}).get('seed_folders') or {'0': '.'}).values()]
-    rows = ['sft10k'] + [f"{r['method']}_{r['feedback']}" for r in m.to_dict('records') if r['feedback'] != 'none']
-    out = {}
-    for judge in ('pool', 'humans'):
-        per_seed = [leaderboard(read_annotations([f / 'annotations' / judge / f'{n}.json' for n in rows]), lc=True) for f in folders]
-        both = pd.concat(per_seed).groupby(level=0)
-        out[judge] = both[['win_rate', 'length_controlled_winrate', 'avg_length']].mean()
-    t = out['pool'].add_suffix('_pool').join(out['humans'].add_suffix('_humans')).sort_values('win_rate_humans', ascending=False)
-    print(f"\nlength-controlled win rates, mean over {len(folders)} seed(s) (raw -> LC):")
-    for n, r in t.iterrows():
-        print(f"  {n:32s} pool {r['win_rate_pool']:5.1f} -> {r['length_controlled_winrate_pool']:5.1f}   "
-              f"crowd {r['win_rate_humans']:5.1f} -> {r['length_controlled_winrate_humans']:5.1f}   length {r['avg_length_pool']:4.0f}")
+def lc_table(m: pd.DataFrame):
+    "Length-controlled win rates (methods.csv's `lc_win_rate_*`, fitted over each seed's rows, mean over seeds) of SFT10k and every learned row."
+    if 'lc_win_rate_pool' not in m:
+        print("\n(no lc_win_rate_* columns: a run from before they were added; `alpacafarm farm` on the folder rewrites the tables)"); return
+    t = m[(m['feedback'] != 'none') | (m['method'] == 'sft10k')].sort_values('win_rate_humans', ascending=False)
+    print("\nlength-controlled win rates (methods.csv: fitted over each seed's rows, mean over seeds; raw -> LC):")
+    for r in t.to_dict('records'):
+        name = r['method'] if r['feedback'] == 'none' else f"{r['method']}_{r['feedback']}"
+        print(f"  {name:36s} pool {r['win_rate_pool']:5.1f} -> {r['lc_win_rate_pool']:5.1f}   "
+              f"crowd {r['win_rate_humans']:5.1f} -> {r['lc_win_rate_humans']:5.1f}   length {r['avg_length']:4.0f}")
 
 
 def main():
@@ -81,7 +68,7 @@ def main():
         print(f"ranking, {name} (n = {r.get('n')}): over methods: {corr_line(r)}")
         si = r.get('seeds_and_instructions')
         if si: print(f"    resampling seeds and instructions ({si.get('n_seeds')} seeds): {corr_line(si)}")
-    lc_table(a.run, res, m)
+    lc_table(m)
     over = pd.read_csv(a.run / 'overoptimization.csv')
     pts = curve_points(over, ['win_rate_pool', 'win_rate_humans'])
     print()
